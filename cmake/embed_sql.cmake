@@ -1,0 +1,12 @@
+# Turns each src/db/sql/NAME.sql into `static const char SQL_NAME[] = "...";` in one header.
+set(content "/* generated from src/db/sql by cmake/embed_sql.cmake; do not edit */\n#pragma once\n")
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME_WE)
+  string(TOUPPER ${name} upper)
+  file(READ ${f} sql)
+  string(REPLACE "\\" "\\\\" sql "${sql}")
+  string(REPLACE "\"" "\\\"" sql "${sql}")
+  string(REPLACE "\n" "\\n\"\n\"" sql "${sql}")
+  string(APPEND content "static const char SQL_${upper}[] = \"${sql}\";\n")
+endforeach()
+file(WRITE ${OUT} "${content}")

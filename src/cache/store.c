@@ -1,0 +1,247 @@
+/*
+ * RCU hash table of entries (see store.h). One table object is current at a time
+ * (`store->current`, published with rcu_assign_pointer); readers look up inside
+ * rcu_read_lock() and take a reference before leaving it. Removal unlinks the node and defers
+ * dropping the table's reference with call_rcu, so a reader still walking the chain stays safe.
+ */
+#include "cache/store.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache/rcu.h"
+#include "util/xalloc.h"
+
+struct cache_table {
+    struct cds_lfht *ht;
+    atomic_size_t positive; /* entries that are not negative */
+    atomic_size_t all;
+};
+
+struct cache_store {
+    struct cache_table *current;
+};
+
+/* Table linkage is separate from the entry, so one entry can sit in the old and the new table
+ * while a refresh carries it over. A node holds one reference to its entry. */
+struct cache_node {
+    struct cds_lfht_node node;
+    struct rcu_head rcu;
+    struct cache_entry *entry;
+};
+
+#define NODE(n) caa_container_of(n, struct cache_node, node)
+
+static uint64_t hash_number(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a, 64 bit */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h ^ (h >> 29);
+}
+
+static int match_number(struct cds_lfht_node *node, const void *key)
+{
+    return strcmp(NODE(node)->entry->number, key) == 0;
+}
+
+struct cache_table *cache_table_new(size_t expected)
+{
+    unsigned long size = 1024;
+    while (size < expected && size < (1ul << 22))
+        size <<= 1;
+    struct cache_table *t = xcalloc(1, sizeof *t);
+    t->ht = cds_lfht_new(size, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+    if (!t->ht) {
+        fprintf(stderr, "FATAL cannot allocate the cache hash table\n");
+        abort();
+    }
+    return t;
+}
+
+static void count(struct cache_table *t, const struct cache_entry *e, int delta)
+{
+    if (!e->negative)
+        atomic_fetch_add(&t->positive, (size_t)delta);
+    atomic_fetch_add(&t->all, (size_t)delta);
+}
+
+static void release_rcu(struct rcu_head *head)
+{
+    struct cache_node *n = caa_container_of(head, struct cache_node, rcu);
+    entry_unref(n->entry);
+    free(n);
+}
+
+/* Inserts e into t (t may be visible to readers). Takes over e's reference. */
+static void table_put(struct cache_table *t, struct cache_entry *e, bool keep_newer)
+{
+    uint64_t h = hash_number(e->number);
+    rcu_read_lock();
+    struct cds_lfht_iter it;
+    cds_lfht_lookup(t->ht, h, match_number, e->number, &it);
+    struct cds_lfht_node *found = cds_lfht_iter_get_node(&it);
+    struct cache_node *old = found ? NODE(found) : NULL;
+    if (old && keep_newer && old->entry->seq > e->seq) {
+        rcu_read_unlock();
+        entry_unref(e);
+        return;
+    }
+    struct cache_node *n = xcalloc(1, sizeof *n);
+    n->entry = e;
+    count(t, e, +1);
+    if (old) {
+        if (cds_lfht_replace(t->ht, &it, h, match_number, e->number, &n->node) == 0) {
+            count(t, old->entry, -1);
+            call_rcu(&old->rcu, release_rcu);
+        }
+    } else {
+        cds_lfht_add(t->ht, h, &n->node);
+    }
+    rcu_read_unlock();
+}
+
+void cache_table_add(struct cache_table *t, struct cache_entry *e)
+{
+    table_put(t, e, false);
+}
+
+/* Unlinks every node and drops the table's references; no reader may still see t. */
+static void table_destroy(struct cache_table *t)
+{
+    struct cds_lfht_iter it;
+    struct cache_node *n;
+    rcu_read_lock();
+    cds_lfht_for_each_entry(t->ht, &it, n, node)
+    {
+        if (cds_lfht_del(t->ht, &n->node) == 0) {
+            entry_unref(n->entry);
+            free(n);
+        }
+    }
+    rcu_read_unlock();
+    cds_lfht_destroy(t->ht, NULL);
+    free(t);
+}
+
+void cache_table_free(struct cache_table *t)
+{
+    if (t)
+        table_destroy(t);
+}
+
+struct cache_store *cache_store_new(void)
+{
+    struct cache_store *s = xcalloc(1, sizeof *s);
+    s->current = cache_table_new(1024);
+    return s;
+}
+
+void cache_store_free(struct cache_store *s)
+{
+    if (!s)
+        return;
+    rcu_barrier(); /* let pending call_rcu releases finish first */
+    table_destroy(s->current);
+    free(s);
+}
+
+struct cache_entry *cache_get_ref(struct cache_store *s, const char *number)
+{
+    struct cache_entry *found = NULL;
+    struct cds_lfht_iter it;
+    rcu_read_lock();
+    struct cache_table *t = rcu_dereference(s->current);
+    cds_lfht_lookup(t->ht, hash_number(number), match_number, number, &it);
+    struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
+    if (node)
+        found = entry_ref(NODE(node)->entry);
+    rcu_read_unlock();
+    return found;
+}
+
+size_t cache_count(struct cache_store *s)
+{
+    rcu_read_lock();
+    size_t n = atomic_load(&rcu_dereference(s->current)->positive);
+    rcu_read_unlock();
+    return n;
+}
+
+void cache_foreach(struct cache_store *s, void (*fn)(const struct cache_entry *e, void *ctx),
+                   void *ctx)
+{
+    struct cds_lfht_iter it;
+    struct cache_node *n;
+    rcu_read_lock();
+    struct cache_table *t = rcu_dereference(s->current);
+    cds_lfht_for_each_entry(t->ht, &it, n, node)
+    {
+        if (!n->entry->negative)
+            fn(n->entry, ctx);
+    }
+    rcu_read_unlock();
+}
+
+void cache_put(struct cache_store *s, struct cache_entry *e)
+{
+    table_put(s->current, e, true);
+}
+
+static void table_remove_node(struct cache_table *t, struct cache_node *n)
+{
+    if (cds_lfht_del(t->ht, &n->node) == 0) {
+        count(t, n->entry, -1);
+        call_rcu(&n->rcu, release_rcu);
+    }
+}
+
+void cache_remove(struct cache_store *s, const char *number)
+{
+    struct cds_lfht_iter it;
+    rcu_read_lock();
+    cds_lfht_lookup(s->current->ht, hash_number(number), match_number, number, &it);
+    struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
+    if (node)
+        table_remove_node(s->current, NODE(node));
+    rcu_read_unlock();
+}
+
+size_t cache_sweep(struct cache_store *s, double mono_now)
+{
+    size_t removed = 0;
+    struct cds_lfht_iter it;
+    struct cache_node *n;
+    rcu_read_lock();
+    cds_lfht_for_each_entry(s->current->ht, &it, n, node)
+    {
+        if (!entry_fresh(n->entry, mono_now)) {
+            table_remove_node(s->current, n);
+            removed++;
+        }
+    }
+    rcu_read_unlock();
+    return removed;
+}
+
+size_t cache_swap(struct cache_store *s, struct cache_table *t, uint64_t since_seq)
+{
+    struct cache_table *old = s->current;
+    struct cds_lfht_iter it;
+    struct cache_node *n;
+    rcu_read_lock();
+    cds_lfht_for_each_entry(old->ht, &it, n, node)
+    {
+        if (n->entry->seq > since_seq)
+            table_put(t, entry_ref(n->entry), true);
+    }
+    rcu_read_unlock();
+    rcu_assign_pointer(s->current, t);
+    synchronize_rcu();
+    table_destroy(old);
+    return atomic_load(&t->positive);
+}

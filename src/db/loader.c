@@ -1,0 +1,316 @@
+/*
+ * Point loads, PUT /config writes, invalidation and the expiry sweep (see loader.h). Concurrent
+ * misses for one enterprise wait on one pending load; a notification always sends a fresh query,
+ * because a load already in flight may have read the row before the change.
+ */
+#include "db/loader.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db/loader_int.h"
+#include "db/queries.h"
+#include "util/container.h"
+#include "util/log.h"
+#include "util/rand.h"
+#include "util/timeutil.h"
+#include "util/xalloc.h"
+
+struct pending_load {
+    struct pg_query q;
+    struct loader *l;
+    char number[PARAM_MAX_LEN + 1];
+    uint64_t seq;
+    bool from_notification;
+    struct loader_request *waiters;
+    struct pending_load *next; /* bucket chain, newest first */
+};
+
+/* A PUT in flight: the request plus the query parameters it owns. */
+struct put_op {
+    struct pg_query q;
+    struct loader *l;
+    struct loader_request *r;
+    uint64_t seq;
+};
+
+static unsigned bucket_of(const char *number)
+{
+    unsigned h = 5381;
+    for (; *number; number++)
+        h = h * 33 + (unsigned char)*number;
+    return h % PENDING_BUCKETS;
+}
+
+void loader_finish(struct loader_request *r, int status, const char *error)
+{
+    r->status = status;
+    if (error)
+        snprintf(r->error, sizeof r->error, "%s", error);
+    r->done(r);
+}
+
+void loader_update_connected(struct loader *l)
+{
+    bool up = pg_conn_state(l->query) == PG_READY && pg_conn_state(l->listener) == PG_READY &&
+              l->listening;
+    atomic_store(&l->stats->db_connected, up);
+}
+
+static struct entry_clock clock_now(const struct loader *l, double ttl)
+{
+    return (struct entry_clock){time_real_now(), time_mono_now(), ttl};
+}
+
+/* Builds the entry for a row (number, config text) or a negative one; logs a skipped row. */
+static struct cache_entry *entry_from_row(struct loader *l, const char *number, const PGresult *res,
+                                          int row, int config_col, uint64_t seq)
+{
+    const char *why = NULL;
+    struct entry_clock clock = clock_now(l, l->set->ttl);
+    unsigned problems = 0;
+    struct cache_entry *e = entry_build(
+        number, PQgetvalue(res, row, config_col), (size_t)PQgetlength(res, row, config_col),
+        (size_t)l->set->max_config_bytes, &clock, seq, &problems, &why);
+    STAT_ADD(l->stats, validation_problems, problems);
+    if (!e) {
+        STAT_INC(l->stats, validation_problems);
+        log_warn("skipping enterprise %s: %s", number, why);
+        e = entry_new_negative(number, clock.mono_now, l->set->negative_ttl, seq);
+    }
+    return e;
+}
+
+static void unlink_pending(struct loader *l, struct pending_load *p)
+{
+    for (struct pending_load **pp = &l->pending[bucket_of(p->number)]; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            return;
+        }
+    }
+}
+
+static void answer_waiters(struct pending_load *p, struct cache_entry *e, int status,
+                           const char *error, bool stale)
+{
+    struct loader_request *w = p->waiters;
+    while (w) {
+        struct loader_request *next = w->next;
+        w->entry = e ? entry_ref(e) : NULL;
+        w->stale = stale;
+        loader_finish(w, status, error);
+        w = next;
+    }
+}
+
+static void load_done(struct pg_query *q, const PGresult *res, const char *error)
+{
+    struct pending_load *p = (struct pending_load *)q;
+    struct loader *l = p->l;
+    unlink_pending(l, p);
+    if (error || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        STAT_INC(l->stats, database_errors);
+        /* stale-if-error: an expired entry beats no answer while the database is away */
+        struct cache_entry *stale = cache_get_ref(l->store, p->number);
+        if (stale && !stale->negative) {
+            if (p->waiters)
+                STAT_INC(l->stats, stale_served);
+            answer_waiters(p, stale, 200, NULL, true);
+        } else {
+            answer_waiters(p, NULL, 503, "database unavailable", false);
+        }
+        entry_unref(stale);
+    } else {
+        struct cache_entry *e =
+            PQntuples(res) == 0
+                ? entry_new_negative(p->number, time_mono_now(), l->set->negative_ttl, p->seq)
+                : entry_from_row(l, p->number, res, 0, 1, p->seq);
+        answer_waiters(p, e, e->negative ? 404 : 200, NULL, false);
+        cache_put(l->store, e);
+    }
+    free(p->q.params[0]);
+    free(p);
+}
+
+void loader_load(struct loader *l, const char *number, struct loader_request *waiter,
+                 bool from_notification)
+{
+    unsigned b = bucket_of(number);
+    if (!from_notification) {
+        for (struct pending_load *p = l->pending[b]; p; p = p->next) {
+            if (strcmp(p->number, number) == 0) {
+                waiter->next = p->waiters;
+                p->waiters = waiter;
+                return;
+            }
+        }
+        log_info("database miss: enterprise %s", number);
+    }
+    STAT_INC(l->stats, database_loads);
+    struct pending_load *p = xcalloc(1, sizeof *p);
+    p->l = l;
+    snprintf(p->number, sizeof p->number, "%s", number);
+    p->seq = ++l->seq;
+    p->from_notification = from_notification;
+    if (waiter) {
+        waiter->next = NULL;
+        p->waiters = waiter;
+    }
+    p->next = l->pending[b];
+    l->pending[b] = p;
+    p->q = (struct pg_query){.sql = SQL_LOAD_ONE, .nparams = 1, .on_done = load_done};
+    p->q.params[0] = xstrdup(number);
+    pg_conn_submit(l->query, &p->q);
+}
+
+static void put_done(struct pg_query *q, const PGresult *res, const char *error)
+{
+    struct put_op *op = (struct put_op *)q;
+    struct loader *l = op->l;
+    struct loader_request *r = op->r;
+    const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (error && sqlstate && strncmp(sqlstate, "22", 2) == 0) {
+        loader_finish(r, 400, "body must be a JSON object"); /* PostgreSQL refused the JSON */
+    } else if (error || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        STAT_INC(l->stats, database_errors);
+        loader_finish(r, 503, "database unavailable");
+    } else if (PQntuples(res) == 0) {
+        loader_finish(r, 404, "Enterprise not found");
+    } else {
+        bool served = PQgetvalue(res, 0, 1)[0] == 't';
+        struct cache_entry *e =
+            served ? entry_from_row(l, r->number, res, 0, 2, op->seq)
+                   : entry_new_negative(r->number, time_mono_now(), l->set->negative_ttl, op->seq);
+        cache_put(l->store, e); /* the cache reflects the write before the answer goes out */
+        log_info("config updated: enterprise %s, integration %s", r->number, r->type);
+        loader_finish(r, 200, NULL);
+    }
+    for (int i = 0; i < 3; i++)
+        free(op->q.params[i]);
+    free(op);
+}
+
+static void put_config(struct loader *l, struct loader_request *r)
+{
+    struct put_op *op = xcalloc(1, sizeof *op);
+    op->l = l;
+    op->r = r;
+    op->seq = ++l->seq;
+    op->q = (struct pg_query){.sql = SQL_PUT_CONFIG, .nparams = 3, .on_done = put_done};
+    op->q.params[0] = xstrdup(r->number);
+    op->q.params[1] = xstrdup(r->type);
+    op->q.params[2] = xstrdup(r->body);
+    pg_conn_submit(l->query, &op->q);
+}
+
+static void run_request(struct io_loop *loop, struct io_task *task)
+{
+    struct loader_request *r = (struct loader_request *)task;
+    struct loader *l = r->owner;
+    switch (r->op) {
+    case LOADER_LOAD:
+        loader_load(l, r->number, r, false);
+        break;
+    case LOADER_REFRESH:
+        refresh_start(l, r);
+        break;
+    case LOADER_PUT_CONFIG:
+        put_config(l, r);
+        break;
+    case LOADER_INVALIDATE:
+        cache_remove(l->store, r->number);
+        log_info("cache invalidated: enterprise %s", r->number);
+        loader_finish(r, 200, NULL);
+        break;
+    }
+}
+
+void loader_submit(struct loader *l, struct loader_request *r)
+{
+    r->owner = l;
+    r->entry = NULL;
+    r->error[0] = '\0';
+    r->task.fn = run_request;
+    io_post(l->loop, &r->task);
+}
+
+static void on_sweep(struct io_loop *loop, struct io_timer *t)
+{
+    struct loader *l = container_of(t, struct loader, sweep_timer);
+    /* While the database is away, expired entries are all there is to serve: keep them. */
+    if (atomic_load(&l->stats->db_connected)) {
+        size_t n = cache_sweep(l->store, time_mono_now());
+        STAT_ADD(l->stats, expired_removed, n);
+        if (n)
+            log_debug("expiry sweep removed %zu entries", n);
+    }
+    io_timer_arm(loop, t, l->set->cleanup_interval);
+}
+
+static void query_state(struct pg_conn *c, enum pg_state state, void *ctx)
+{
+    loader_update_connected(ctx);
+}
+
+/* A refresh that failed because `bulk` was down runs as soon as it is back. */
+static void bulk_state(struct pg_conn *c, enum pg_state state, void *ctx)
+{
+    struct loader *l = ctx;
+    if (state == PG_READY && l->refresh.owed && !l->refresh.running)
+        refresh_start(l, NULL);
+}
+
+static const struct pg_conn_ops query_ops = {.on_state = query_state};
+static const struct pg_conn_ops bulk_ops = {.on_state = bulk_state};
+
+struct loader *loader_new(struct io_loop *loop, const struct settings *set,
+                          struct cache_store *store, struct stats *stats)
+{
+    struct loader *l = xcalloc(1, sizeof *l);
+    l->loop = loop;
+    l->set = set;
+    l->store = store;
+    l->stats = stats;
+    struct pg_conn_config cfg = {.conninfo = set->db,
+                                 .timeout = set->db_timeout,
+                                 .backoff_min = set->reconnect_min,
+                                 .backoff_max = set->reconnect_max};
+    cfg.name = "query";
+    l->query = pg_conn_new(loop, &cfg, &query_ops, l);
+    cfg.name = "bulk";
+    l->bulk = pg_conn_new(loop, &cfg, &bulk_ops, l);
+    cfg.name = "listener";
+    l->listener = pg_conn_new(loop, &cfg, &listener_ops, l);
+    l->sweep_timer.fn = on_sweep;
+    listener_init(l);
+    snprintf(l->instance_id, sizeof l->instance_id, "ic-%ld-%08lx", (long)getpid(),
+             (unsigned long)(rand_unit() * 4294967295.0));
+    return l;
+}
+
+void loader_start(struct loader *l)
+{
+    pg_conn_start(l->query);
+    pg_conn_start(l->bulk);
+    pg_conn_start(l->listener); /* once listening, it starts the first full refresh */
+    io_timer_arm(l->loop, &l->sweep_timer, l->set->cleanup_interval);
+}
+
+void loader_free(struct loader *l)
+{
+    if (!l)
+        return;
+    /* freeing a connection fails its queries, which answers every waiting request */
+    pg_conn_free(l->listener);
+    pg_conn_free(l->query);
+    pg_conn_free(l->bulk);
+    refresh_abort(l);
+    io_timer_disarm(l->loop, &l->sweep_timer);
+    io_timer_disarm(l->loop, &l->refresh_timer);
+    io_timer_disarm(l->loop, &l->heartbeat_timer);
+    io_timer_disarm(l->loop, &l->heartbeat_deadline);
+    free(l);
+}

@@ -1,0 +1,58 @@
+/*
+ * Private to src/db/: the loader's state, shared by loader.c (point loads, writes, sweep),
+ * refresh.c (full refresh) and listener.c (LISTEN/NOTIFY and heartbeat). Everything here is
+ * touched on the I/O thread only.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "db/loader.h"
+#include "db/pgconn.h"
+
+#define PENDING_BUCKETS 256
+
+struct pending_load; /* loader.c */
+
+struct refresh_state {
+    bool running;
+    bool owed; /* the last attempt failed: run again once `bulk` is back */
+    struct cache_table *table;
+    uint64_t seq;
+    struct entry_clock clock;
+    size_t skipped;
+    unsigned problems;
+    struct loader_request *waiters;
+    struct pg_query q;
+    double backoff;
+};
+
+struct loader {
+    struct io_loop *loop;
+    const struct settings *set;
+    struct cache_store *store;
+    struct stats *stats;
+    struct pg_conn *query, *bulk, *listener;
+    uint64_t seq; /* bumped for every load sent; entries remember theirs */
+    struct pending_load *pending[PENDING_BUCKETS];
+    struct refresh_state refresh;
+    struct io_timer refresh_timer, sweep_timer, heartbeat_timer, heartbeat_deadline;
+    bool heartbeat_outstanding, heartbeat_busy, listening;
+    struct pg_query heartbeat_q, listen_q[2];
+    char instance_id[48];
+};
+
+/* loader.c */
+void loader_load(struct loader *l, const char *number, struct loader_request *waiter,
+                 bool from_notification);
+void loader_update_connected(struct loader *l);
+void loader_finish(struct loader_request *r, int status, const char *error);
+
+/* refresh.c */
+void refresh_start(struct loader *l, struct loader_request *waiter);
+void refresh_schedule(struct loader *l, double delay);
+void refresh_abort(struct loader *l);
+
+/* listener.c */
+void listener_init(struct loader *l);
+extern const struct pg_conn_ops listener_ops;

@@ -1,0 +1,377 @@
+/*
+ * Asynchronous libpq connection on the I/O loop (see pgconn.h). libpq is driven only through its
+ * non-blocking calls (PQconnectPoll, PQsendQueryParams, PQconsumeInput, PQflush, PQisBusy), so the
+ * loop never waits on the database. One query is in flight at a time; results are handed over in
+ * order, which is what keeps writes and reloads of the same enterprise in sequence.
+ */
+#include "db/pgconn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "util/rand.h"
+#include "util/timeutil.h"
+#include "util/xalloc.h"
+
+struct pg_conn {
+    struct io_loop *loop;
+    struct pg_conn_config cfg;
+    char *conninfo;
+    const struct pg_conn_ops *ops;
+    void *ctx;
+    enum pg_state state;
+    PGconn *pg;
+    struct io_watch watch;
+    bool watching;
+    struct io_timer retry;    /* DOWN -> CONNECTING */
+    struct io_timer deadline; /* connect or query deadline */
+    double backoff;
+    double connect_deadline;
+    bool ever_ready, logged_down, closing;
+    unsigned long reconnects;
+    struct pg_query *current;
+    PGresult *last; /* the newest result of `current` */
+    struct pg_query *head, *tail;
+};
+
+static void on_socket(struct io_loop *loop, int fd, uint32_t events, void *ctx);
+static void pump(struct pg_conn *c);
+
+#define CONN_OF(timer, field) ((struct pg_conn *)((char *)(timer)-offsetof(struct pg_conn, field)))
+
+static void set_watch(struct pg_conn *c, uint32_t events)
+{
+    int fd = c->pg ? PQsocket(c->pg) : -1;
+    if (c->watching && (fd != c->watch.fd || fd < 0)) {
+        io_watch_del(c->loop, &c->watch);
+        c->watching = false;
+    }
+    if (fd < 0)
+        return;
+    if (!c->watching) {
+        c->watch = (struct io_watch){.fd = fd, .events = events, .fn = on_socket, .ctx = c};
+        c->watching = io_watch_add(c->loop, &c->watch) == 0;
+    } else {
+        io_watch_modify(c->loop, &c->watch, events);
+    }
+}
+
+static void fail_query(struct pg_query *q, const char *why)
+{
+    q->on_done(q, NULL, why);
+}
+
+static void arm_deadline(struct pg_conn *c)
+{
+    double due = 0;
+    if (c->state == PG_CONNECTING)
+        due = c->connect_deadline;
+    if (c->current && (due == 0 || c->current->deadline < due))
+        due = c->current->deadline;
+    for (struct pg_query *q = c->head; q; q = q->next)
+        if (due == 0 || q->deadline < due)
+            due = q->deadline;
+    if (due == 0)
+        io_timer_disarm(c->loop, &c->deadline);
+    else
+        io_timer_arm(c->loop, &c->deadline, due - time_mono_now());
+}
+
+/* Closes the connection, fails every query, and schedules a reconnect. */
+static void conn_fail(struct pg_conn *c, const char *why)
+{
+    bool was_ready = c->state == PG_READY;
+    if (!c->closing && (!c->logged_down || was_ready))
+        log_warn("database connection '%s' lost or unavailable: %s; retrying in %.1fs", c->cfg.name,
+                 why, c->backoff);
+    c->logged_down = true;
+    if (c->watching)
+        io_watch_del(c->loop, &c->watch);
+    c->watching = false;
+    PQfinish(c->pg);
+    c->pg = NULL;
+    c->state = PG_DOWN;
+    io_timer_disarm(c->loop, &c->deadline);
+    double delay = c->backoff * (0.5 + 0.5 * rand_unit());
+    io_timer_arm(c->loop, &c->retry, delay);
+    c->backoff = c->backoff * 2 > c->cfg.backoff_max ? c->cfg.backoff_max : c->backoff * 2;
+
+    struct pg_query *q = c->current, *queued = c->head;
+    c->current = NULL;
+    c->head = c->tail = NULL;
+    PQclear(c->last);
+    c->last = NULL;
+    if (q)
+        fail_query(q, why);
+    while (queued) {
+        struct pg_query *next = queued->next;
+        fail_query(queued, why);
+        queued = next;
+    }
+    if (was_ready && c->ops->on_state)
+        c->ops->on_state(c, PG_DOWN, c->ctx);
+}
+
+static void start_connect(struct pg_conn *c)
+{
+    const char *keys[] = {"application_name", "dbname", NULL};
+    const char *vals[] = {"integration_cache", c->conninfo, NULL};
+    if (!c->conninfo)
+        keys[1] = NULL;
+    c->pg = PQconnectStartParams(keys, vals, 1);
+    c->state = PG_CONNECTING;
+    c->connect_deadline = time_mono_now() + c->cfg.timeout;
+    if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_fail(c, "connection could not be started");
+        return;
+    }
+    PQsetnonblocking(c->pg, 1);
+    set_watch(c, EPOLLOUT);
+    arm_deadline(c);
+}
+
+static void on_retry(struct io_loop *loop, struct io_timer *t)
+{
+    start_connect(CONN_OF(t, retry));
+}
+
+static void became_ready(struct pg_conn *c)
+{
+    c->state = PG_READY;
+    c->backoff = c->cfg.backoff_min;
+    if (c->ever_ready) {
+        c->reconnects++;
+        log_info("database connection '%s' re-established", c->cfg.name);
+    } else {
+        log_info("database connection '%s' established (server %s, database %s)", c->cfg.name,
+                 PQhost(c->pg), PQdb(c->pg));
+    }
+    c->ever_ready = true;
+    c->logged_down = false;
+    set_watch(c, EPOLLIN);
+    arm_deadline(c);
+    if (c->ops->on_state)
+        c->ops->on_state(c, PG_READY, c->ctx);
+    pump(c);
+}
+
+static void continue_connect(struct pg_conn *c)
+{
+    switch (PQconnectPoll(c->pg)) {
+    case PGRES_POLLING_READING:
+        set_watch(c, EPOLLIN);
+        break;
+    case PGRES_POLLING_WRITING:
+        set_watch(c, EPOLLOUT);
+        break;
+    case PGRES_POLLING_OK:
+        became_ready(c);
+        break;
+    default: {
+        /* libpq's message names host and port but never the password */
+        char why[256];
+        snprintf(why, sizeof why, "%s", PQerrorMessage(c->pg));
+        why[strcspn(why, "\n")] = '\0';
+        conn_fail(c, why[0] ? why : "connection failed");
+    }
+    }
+}
+
+static void flush(struct pg_conn *c)
+{
+    int r = PQflush(c->pg);
+    if (r < 0)
+        conn_fail(c, "write to the database failed");
+    else
+        set_watch(c, r == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+static void pump(struct pg_conn *c)
+{
+    while (c->state == PG_READY && !c->current && c->head) {
+        struct pg_query *q = c->head;
+        c->head = q->next;
+        if (!c->head)
+            c->tail = NULL;
+        q->next = NULL;
+        if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
+                               NULL, NULL, 0)) {
+            c->current = q; /* conn_fail fails it with the others */
+            conn_fail(c, "sending a query failed");
+            return;
+        }
+        if (q->single_row)
+            PQsetSingleRowMode(c->pg);
+        c->current = q;
+        flush(c);
+    }
+    if (c->state == PG_READY)
+        arm_deadline(c);
+}
+
+static void deliver_notifies(struct pg_conn *c)
+{
+    PGnotify *n;
+    while (c->pg && (n = PQnotifies(c->pg)) != NULL) {
+        if (c->ops->on_notify)
+            c->ops->on_notify(c, n->relname, n->extra, c->ctx);
+        PQfreemem(n);
+    }
+}
+
+/* Hands over every complete result; returns when libpq needs more input. */
+static void read_results(struct pg_conn *c)
+{
+    while (c->state == PG_READY && c->current && !PQisBusy(c->pg)) {
+        PGresult *res = PQgetResult(c->pg);
+        struct pg_query *q = c->current;
+        if (!res) {
+            c->current = NULL;
+            PGresult *last = c->last;
+            c->last = NULL;
+            const char *err = NULL;
+            if (!last || PQresultStatus(last) == PGRES_FATAL_ERROR ||
+                PQresultStatus(last) == PGRES_BAD_RESPONSE)
+                err = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_PRIMARY) : "no result";
+            q->on_done(q, last, err ? err : NULL);
+            PQclear(last);
+            pump(c);
+            continue;
+        }
+        if (PQresultStatus(res) == PGRES_SINGLE_TUPLE) {
+            if (q->on_row)
+                q->on_row(q, res);
+            PQclear(res);
+        } else {
+            PQclear(c->last);
+            c->last = res;
+        }
+    }
+}
+
+static void on_socket(struct io_loop *loop, int fd, uint32_t events, void *ctx)
+{
+    struct pg_conn *c = ctx;
+    if (!c->pg || fd != PQsocket(c->pg))
+        return; /* stale event for a socket closed earlier in this iteration */
+    if (c->state == PG_CONNECTING) {
+        continue_connect(c);
+        return;
+    }
+    if (events & EPOLLOUT) {
+        flush(c);
+        if (c->state != PG_READY)
+            return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (!PQconsumeInput(c->pg)) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", PQerrorMessage(c->pg));
+            why[strcspn(why, "\n")] = '\0';
+            conn_fail(c, why[0] ? why : "connection closed");
+            return;
+        }
+        read_results(c);
+        deliver_notifies(c);
+    }
+}
+
+static void on_deadline(struct io_loop *loop, struct io_timer *t)
+{
+    struct pg_conn *c = CONN_OF(t, deadline);
+    double now = time_mono_now();
+    if (c->state == PG_CONNECTING && now >= c->connect_deadline) {
+        conn_fail(c, "connection attempt timed out");
+        return;
+    }
+    if (c->current && now >= c->current->deadline) {
+        conn_fail(c, "query timed out");
+        return;
+    }
+    /* queued queries that waited too long (the connection is still connecting or busy) */
+    for (struct pg_query **p = &c->head; *p;) {
+        struct pg_query *q = *p;
+        if (now >= q->deadline) {
+            *p = q->next;
+            if (c->tail == q) {
+                c->tail = NULL;
+                for (struct pg_query *x = c->head; x; x = x->next)
+                    c->tail = x;
+            }
+            fail_query(q, "query timed out waiting for the database");
+        } else {
+            p = &q->next;
+        }
+    }
+    arm_deadline(c);
+}
+
+struct pg_conn *pg_conn_new(struct io_loop *loop, const struct pg_conn_config *cfg,
+                            const struct pg_conn_ops *ops, void *ctx)
+{
+    struct pg_conn *c = xcalloc(1, sizeof *c);
+    c->loop = loop;
+    c->cfg = *cfg;
+    c->conninfo = cfg->conninfo ? xstrdup(cfg->conninfo) : NULL;
+    c->cfg.conninfo = NULL;
+    c->ops = ops;
+    c->ctx = ctx;
+    c->state = PG_DOWN;
+    c->backoff = cfg->backoff_min;
+    c->retry.fn = on_retry;
+    c->deadline.fn = on_deadline;
+    return c;
+}
+
+void pg_conn_start(struct pg_conn *c)
+{
+    start_connect(c);
+}
+
+enum pg_state pg_conn_state(const struct pg_conn *c)
+{
+    return c->state;
+}
+
+unsigned long pg_conn_reconnects(const struct pg_conn *c)
+{
+    return c->reconnects;
+}
+
+void pg_conn_submit(struct pg_conn *c, struct pg_query *q)
+{
+    q->next = NULL;
+    q->deadline = time_mono_now() + c->cfg.timeout;
+    if (c->state == PG_DOWN) {
+        fail_query(q, "database unavailable");
+        return;
+    }
+    if (c->tail)
+        c->tail->next = q;
+    else
+        c->head = q;
+    c->tail = q;
+    pump(c);
+    if (c->state == PG_CONNECTING)
+        arm_deadline(c);
+}
+
+void pg_conn_reset(struct pg_conn *c, const char *why)
+{
+    if (c->state != PG_DOWN)
+        conn_fail(c, why);
+}
+
+void pg_conn_free(struct pg_conn *c)
+{
+    if (!c)
+        return;
+    c->closing = true;
+    io_timer_disarm(c->loop, &c->retry);
+    if (c->state != PG_DOWN)
+        conn_fail(c, "shutting down");
+    io_timer_disarm(c->loop, &c->retry);
+    free(c->conninfo);
+    free(c);
+}

@@ -1,0 +1,26 @@
+/*
+ * The SQL the service runs, in one place. Only served enterprises are read (SPEC §2.1:
+ * active AND integrations_config IS NOT NULL); configs travel as text so they can be cached byte
+ * for byte.
+ */
+#pragma once
+
+#define SQL_LOAD_ONE                                                                               \
+    "SELECT number, integrations_config::text FROM enterprises "                                   \
+    "WHERE number = $1 AND active AND integrations_config IS NOT NULL"
+
+#define SQL_LOAD_ALL                                                                               \
+    "SELECT number, integrations_config::text FROM enterprises "                                   \
+    "WHERE active AND integrations_config IS NOT NULL"
+
+/* One statement: other keys untouched, NULL treated as {}. Returns whether the row is served. */
+#define SQL_PUT_CONFIG                                                                             \
+    "UPDATE enterprises SET integrations_config = "                                                \
+    "COALESCE(integrations_config, '{}'::jsonb) || jsonb_build_object($2::text, $3::jsonb) "       \
+    "WHERE number = $1 RETURNING number, (active IS TRUE), integrations_config::text"
+
+#define SQL_HEARTBEAT "SELECT pg_notify('integration_cache_heartbeat', $1)"
+#define SQL_LISTEN_CONFIG "LISTEN integration_config_changed"
+#define SQL_LISTEN_HEARTBEAT "LISTEN integration_cache_heartbeat"
+#define CHANNEL_CONFIG "integration_config_changed"
+#define CHANNEL_HEARTBEAT "integration_cache_heartbeat"

@@ -1,0 +1,246 @@
+/*
+ * libmicrohttpd server (see server.h). Pitfalls of libmicrohttpd 0.9.75 handled here: the answer is
+ * queued on the second call of the access handler (queuing on the first forces Connection: close),
+ * bodies are consumed through *upload_data_size, the pool size is passed only when > 1, and URL
+ * unescaping is switched off so that path parameters are decoded (and rejected) by our own rules.
+ *
+ * Shutdown: `gate` counts suspended requests and carries a CLOSING bit; once it is set no request
+ * can suspend, so once the count reaches zero it stays there and the daemon can be stopped
+ * without a suspended connection left behind (libmicrohttpd aborts in that case).
+ */
+#include "http/server.h"
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/request.h"
+#include "http/router.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+#define GATE_CLOSING (1ul << 62)
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct app *app;
+    atomic_ulong gate;
+};
+
+/* Per-request state: the handler-visible request plus what the server needs around it. */
+struct conn_req {
+    struct http_request req;
+    struct http_server *srv;
+    http_handler_fn fn;
+};
+
+/* Reserves a suspension slot; false once the server is closing. */
+static bool gate_enter(struct http_server *s)
+{
+    unsigned long v = atomic_load(&s->gate);
+    do {
+        if (v & GATE_CLOSING)
+            return false;
+    } while (!atomic_compare_exchange_weak(&s->gate, &v, v + 1));
+    return true;
+}
+
+static void gate_leave(struct http_server *s)
+{
+    atomic_fetch_sub(&s->gate, 1);
+}
+
+bool http_suspend(struct http_request *req)
+{
+    struct conn_req *cr = (struct conn_req *)req;
+    if (!gate_enter(cr->srv))
+        return false;
+    MHD_suspend_connection(req->conn);
+    req->suspended = true;
+    return true;
+}
+
+void http_resume(struct http_request *req)
+{
+    MHD_resume_connection(req->conn);
+}
+
+static enum MHD_Result queue_reply(struct MHD_Connection *conn, struct http_reply *rep)
+{
+    struct MHD_Response *resp;
+    if (rep->niov == 1 && !rep->release) {
+        resp = MHD_create_response_from_buffer(rep->iov[0].len, (void *)rep->iov[0].base,
+                                               MHD_RESPMEM_PERSISTENT);
+    } else {
+        struct MHD_IoVec iov[HTTP_IOV_MAX];
+        for (unsigned i = 0; i < rep->niov; i++) {
+            iov[i].iov_base = rep->iov[i].base;
+            iov[i].iov_len = rep->iov[i].len;
+        }
+        resp = MHD_create_response_from_iovec(iov, rep->niov, rep->release, rep->release_arg);
+    }
+    if (!resp) {
+        if (rep->release)
+            rep->release(rep->release_arg);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)rep->status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static enum MHD_Result add_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    size_t *sum = cls;
+    *sum += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+/* The size of the request head as received, near enough: line, headers and query arguments. */
+static size_t head_size(struct MHD_Connection *conn, const char *url, const char *method)
+{
+    size_t sum = strlen(method) + strlen(url) + 12;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, add_size, &sum);
+    return sum;
+}
+
+static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *conn,
+                                  const char *url, const char *method, void **con_cls)
+{
+    const struct settings *set = s->app->settings;
+    struct conn_req *cr = xcalloc(1, sizeof *cr);
+    cr->srv = s;
+    cr->req.conn = conn;
+    cr->req.method = method;
+    cr->req.path = url;
+    buf_init(&cr->req.body, (size_t)set->max_body);
+    *con_cls = cr;
+    /* the head has arrived: from now on the idle keep-alive limit applies */
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)set->idle_timeout);
+
+    struct http_reply rep = {0};
+    if (head_size(conn, url, method) > (size_t)set->max_head) {
+        reply_error(&rep, 431, "request head too large");
+        return queue_reply(conn, &rep);
+    }
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)set->max_body) {
+        reply_error(&rep, 413, "request body too large");
+        return queue_reply(conn, &rep);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct conn_req *cr = *con_cls;
+    if (!cr)
+        return first_call(s, conn, url, method, con_cls);
+    if (*upload_data_size) {
+        if (buf_append(&cr->req.body, upload_data, *upload_data_size) != 0)
+            return MHD_NO; /* a chunked body past the limit: no answer can be formed, close */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    struct http_reply rep = {0};
+    if (cr->req.suspended) { /* called again after http_resume */
+        cr->req.suspended = false;
+        cr->req.resumed = true;
+        gate_leave(s);
+    } else {
+        struct route_match m = router_match(method, url, &cr->req);
+        if (!m.fn) {
+            reply_error(&rep, m.status, m.detail);
+            return queue_reply(conn, &rep);
+        }
+        cr->fn = m.fn;
+    }
+    cr->fn(s->app, &cr->req, &rep);
+    if (rep.status == 0)
+        return MHD_YES; /* suspended: answered after http_resume */
+    return queue_reply(conn, &rep);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct conn_req *cr = *con_cls;
+    if (!cr)
+        return;
+    buf_deinit(&cr->req.body);
+    entry_unref(cr->req.op.entry);
+    free(cr);
+    *con_cls = NULL;
+}
+
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    return strlen(s); /* path parameters are decoded by util/params.c */
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    log_debug("http: %s", line);
+}
+
+struct http_server *http_server_start(struct app *app)
+{
+    const struct settings *set = app->settings;
+    struct http_server *s = xcalloc(1, sizeof *s);
+    s->app = app;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (set->listen_addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    /* the pool holds the request head and bookkeeping; answers are sent from our own buffers */
+    size_t pool = (size_t)set->max_head * 2 + 4096;
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_SOCK_ADDR, 0, (void *)&set->listen_addr},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)set->head_timeout, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)set->max_connections, NULL},
+        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL},
+        {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)no_unescape, NULL},
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
+        {set->threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)set->threads,
+         NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, opts,
+                                 MHD_OPTION_END);
+    if (!s->daemon) {
+        log_error("cannot listen on %s (address in use or not available?)", set->listen);
+        free(s);
+        return NULL;
+    }
+    log_info("listening on http://%s with %d threads", set->listen, set->threads);
+    return s;
+}
+
+void http_server_close(struct http_server *s)
+{
+    atomic_fetch_or(&s->gate, GATE_CLOSING);
+    MHD_quiesce_daemon(s->daemon);
+}
+
+bool http_server_idle(struct http_server *s)
+{
+    return (atomic_load(&s->gate) & ~GATE_CLOSING) == 0;
+}
+
+void http_server_stop(struct http_server *s)
+{
+    if (!s)
+        return;
+    MHD_stop_daemon(s->daemon);
+    free(s);
+}

@@ -1,0 +1,119 @@
+/*
+ * Start-up and shutdown, nothing else: settings, signals, the HTTP server (libmicrohttpd's
+ * threads), and the I/O loop, which runs on the main thread and owns every database connection
+ * and timer. SIGTERM/SIGINT arrive through a signalfd on that loop: stop accepting, let suspended
+ * requests finish (bounded), then stop.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "cache/rcu.h"
+#include "db/loader.h"
+#include "db/migrate.h"
+#include "http/server.h"
+#include "io/loop.h"
+#include "settings.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#define SHUTDOWN_GRACE 5.0 /* seconds suspended requests get to finish */
+
+struct shutdown {
+    struct io_watch signals;
+    struct io_timer poll;
+    struct http_server *http;
+    double deadline;
+};
+
+static struct shutdown shutdown_state;
+
+static void check_drained(struct io_loop *loop, struct io_timer *t)
+{
+    if (http_server_idle(shutdown_state.http) || time_mono_now() >= shutdown_state.deadline) {
+        io_loop_stop(loop);
+        return;
+    }
+    io_timer_arm(loop, t, 0.01);
+}
+
+static void on_signal(struct io_loop *loop, int fd, uint32_t events, void *ctx)
+{
+    struct signalfd_siginfo si;
+    if (read(fd, &si, sizeof si) != sizeof si || shutdown_state.deadline > 0)
+        return;
+    log_info("signal %u received: shutting down", si.ssi_signo);
+    http_server_close(shutdown_state.http);
+    shutdown_state.deadline = time_mono_now() + SHUTDOWN_GRACE;
+    shutdown_state.poll.fn = check_drained;
+    io_timer_arm(loop, &shutdown_state.poll, 0);
+}
+
+/* Blocks SIGINT/SIGTERM in every thread (threads inherit the mask) and returns a signalfd. */
+static int signals_to_fd(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+static int serve(struct settings *set)
+{
+    static struct stats stats;
+    struct app app = {.settings = set, .stats = &stats, .started_mono = time_mono_now()};
+    int sfd = signals_to_fd();
+    if (sfd < 0) {
+        log_error("cannot set up signal handling");
+        return 1;
+    }
+    struct io_loop *loop = io_loop_new();
+    app.store = cache_store_new();
+    app.loader = loader_new(loop, set, app.store, &stats);
+    shutdown_state.http = http_server_start(&app);
+    int rc = 0;
+    if (shutdown_state.http) {
+        shutdown_state.signals = (struct io_watch){.fd = sfd, .events = EPOLLIN, .fn = on_signal};
+        io_watch_add(loop, &shutdown_state.signals);
+        loader_start(app.loader);
+        io_loop_run(loop);
+    } else {
+        rc = 1;
+    }
+    io_loop_run_pending(loop); /* requests handed over just before the stop */
+    loader_free(app.loader);   /* answers whatever still waits on the database */
+    http_server_stop(shutdown_state.http);
+    io_loop_free(loop);
+    cache_store_free(app.store);
+    close(sfd);
+    if (rc == 0)
+        log_info("stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    tzset();
+    struct settings set;
+    int r = settings_load(&set, argc, argv, (const char *(*)(const char *))getenv, stdout, stderr);
+    if (r != 0) {
+        settings_deinit(&set);
+        return r > 0 ? 0 : 2;
+    }
+    if (log_init(set.log_level, set.log_file) != 0) {
+        fprintf(stderr, "integration_cache: cannot open the log file given by --log-file "
+                        "(IC_LOG_FILE)\n");
+        settings_deinit(&set);
+        return 2;
+    }
+    int rc = set.command == CMD_MIGRATE ? migrate_run(&set) : serve(&set);
+    settings_deinit(&set);
+    log_deinit();
+    return rc;
+}

@@ -1,0 +1,315 @@
+/*
+ * The settings table and its parser (see settings.h). Values are checked against their bounds at
+ * start-up so a typo stops the service with a message naming the flag and the variable, instead of
+ * running with a surprise. The database connection string is marked secret: it is accepted from
+ * --db or DATABASE_URL but never echoed, not even in error messages.
+ */
+#include "settings.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "util/xalloc.h"
+
+enum setting_type { T_STRING, T_SECONDS, T_INT, T_LONG, T_LISTEN, T_LEVEL, T_URL };
+
+struct setting_def {
+    const char *flag;
+    const char *env;
+    enum setting_type type;
+    const char *def; /* NULL: unset */
+    double min, max; /* for numbers */
+    size_t offset;
+    bool secret;
+    const char *help;
+};
+
+#define OFF(field) offsetof(struct settings, field)
+
+static const struct setting_def defs[] = {
+    {"listen", "IC_LISTEN", T_LISTEN, "127.0.0.1:8020", 0, 0, OFF(listen), false,
+     "address:port to serve HTTP on (IPv4, or [IPv6]:port); loopback by default"},
+    {"db", "DATABASE_URL", T_STRING, NULL, 0, 0, OFF(db), true,
+     "libpq connection string; when unset the PG* variables apply (PGHOST, PGPORT, ...)"},
+    {"threads", "IC_THREADS", T_INT, "0", 0, 256, OFF(threads), false,
+     "HTTP worker threads; 0 means one per core"},
+    {"ttl", "IC_TTL", T_SECONDS, "90", 0.05, 86400, OFF(ttl), false,
+     "seconds a loaded enterprise is served before it is read again"},
+    {"negative-ttl", "IC_NEGATIVE_TTL", T_SECONDS, "5", 0, 3600, OFF(negative_ttl), false,
+     "seconds a miss for an enterprise that is not served is remembered"},
+    {"refresh-interval", "IC_REFRESH_INTERVAL", T_SECONDS, "240", 1, 86400, OFF(refresh_interval),
+     false, "seconds between full refreshes"},
+    {"refresh-jitter", "IC_REFRESH_JITTER", T_SECONDS, "60", 0, 86400, OFF(refresh_jitter), false,
+     "random 0..N seconds added to each refresh interval"},
+    {"cleanup-interval", "IC_CLEANUP_INTERVAL", T_SECONDS, "30", 0.05, 3600, OFF(cleanup_interval),
+     false, "seconds between sweeps that drop expired entries"},
+    {"heartbeat-interval", "IC_HEARTBEAT_INTERVAL", T_SECONDS, "5", 0.05, 3600,
+     OFF(heartbeat_interval), false, "seconds between the listener's self-notifications"},
+    {"heartbeat-timeout", "IC_HEARTBEAT_TIMEOUT", T_SECONDS, "10", 0.05, 3600,
+     OFF(heartbeat_timeout), false,
+     "a heartbeat not back within this treats the listener as dropped"},
+    {"reconnect-min", "IC_RECONNECT_MIN", T_SECONDS, "0.5", 0.01, 3600, OFF(reconnect_min), false,
+     "first delay before reconnecting to the database"},
+    {"reconnect-max", "IC_RECONNECT_MAX", T_SECONDS, "30", 0.01, 3600, OFF(reconnect_max), false,
+     "longest delay between reconnection attempts (exponential backoff with jitter)"},
+    {"db-timeout", "IC_DB_TIMEOUT", T_SECONDS, "5", 0.1, 600, OFF(db_timeout), false,
+     "a query or connection attempt taking longer is abandoned and the connection reset"},
+    {"idle-timeout", "IC_IDLE_TIMEOUT", T_SECONDS, "60", 1, 86400, OFF(idle_timeout), false,
+     "seconds an idle keep-alive connection is kept open"},
+    {"head-timeout", "IC_HEAD_TIMEOUT", T_SECONDS, "10", 1, 3600, OFF(head_timeout), false,
+     "seconds a new connection may take to send its first request head"},
+    {"max-head", "IC_MAX_HEAD", T_LONG, "8192", 1024, 1048576, OFF(max_head), false,
+     "largest request head in bytes (431 above it)"},
+    {"max-body", "IC_MAX_BODY", T_LONG, "1048576", 1024, 67108864, OFF(max_body), false,
+     "largest request body in bytes (413 above it)"},
+    {"max-connections", "IC_MAX_CONNECTIONS", T_LONG, "4096", 16, 1000000, OFF(max_connections),
+     false, "concurrent HTTP connections accepted"},
+    {"max-config-bytes", "IC_MAX_CONFIG_BYTES", T_LONG, "1048576", 1024, 67108864,
+     OFF(max_config_bytes), false, "largest integrations_config accepted from the database"},
+    {"log-file", "IC_LOG_FILE", T_STRING, NULL, 0, 0, OFF(log_file), false,
+     "also append the log to this file (e.g. logs/integration_cache.log)"},
+    {"log-level", "IC_LOG_LEVEL", T_LEVEL, "info", 0, 0, OFF(log_level), false,
+     "debug, info, warn or error"},
+    {"retailcrm-url", "IC_RETAILCRM_URL", T_URL, "http://127.0.0.1:8019", 0, 0, OFF(retailcrm_url),
+     false, "base URL of the RetailCRM integration service"},
+    {"uon-url", "IC_UON_URL", T_URL, "http://127.0.0.1:8022", 0, 0, OFF(uon_url), false,
+     "base URL of the U-ON integration service"},
+    {"ms-url", "IC_MS_URL", T_URL, "http://127.0.0.1:8023", 0, 0, OFF(ms_url), false,
+     "base URL of the MoySklad integration service"},
+};
+
+#define NDEFS (sizeof defs / sizeof defs[0])
+
+static int parse_listen(struct settings *s, const char *v)
+{
+    char host[64];
+    const char *colon;
+    size_t hlen;
+    if (v[0] == '[') {
+        const char *close = strchr(v, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        hlen = (size_t)(close - v - 1);
+        if (hlen >= sizeof host)
+            return -1;
+        memcpy(host, v + 1, hlen);
+        colon = close + 1;
+    } else {
+        colon = strrchr(v, ':');
+        if (!colon)
+            return -1;
+        hlen = (size_t)(colon - v);
+        if (hlen >= sizeof host)
+            return -1;
+        memcpy(host, v, hlen);
+    }
+    host[hlen] = '\0';
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || port < 1 || port > 65535)
+        return -1;
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    memset(&s->listen_addr, 0, sizeof s->listen_addr);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&s->listen_addr;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&s->listen_addr;
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+    } else {
+        return -1;
+    }
+    if (strlen(v) >= sizeof s->listen)
+        return -1;
+    snprintf(s->listen, sizeof s->listen, "%s", v);
+    return 0;
+}
+
+static int parse_number(const char *v, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(d))
+        return -1;
+    *out = d;
+    return 0;
+}
+
+/* Stores value v into the field of def; -1 when it is malformed or out of bounds. */
+static int apply(struct settings *s, const struct setting_def *d, const char *v)
+{
+    char *field = (char *)s + d->offset;
+    double num;
+    switch (d->type) {
+    case T_STRING:
+        free(*(char **)field);
+        *(char **)field = *v ? xstrdup(v) : NULL;
+        return 0;
+    case T_URL:
+        if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+            return -1;
+        free(*(char **)field);
+        *(char **)field = xstrdup(v);
+        return 0;
+    case T_LISTEN:
+        return parse_listen(s, v);
+    case T_LEVEL: {
+        int lvl = log_level_parse(v);
+        if (lvl < 0)
+            return -1;
+        *(int *)field = lvl;
+        return 0;
+    }
+    case T_SECONDS:
+    case T_INT:
+    case T_LONG:
+        if (parse_number(v, &num) || num < d->min || num > d->max)
+            return -1;
+        if (d->type != T_SECONDS && num != floor(num))
+            return -1;
+        if (d->type == T_SECONDS)
+            *(double *)field = num;
+        else if (d->type == T_INT)
+            *(int *)field = (int)num;
+        else
+            *(long *)field = (long)num;
+        return 0;
+    }
+    return -1;
+}
+
+static void report_bad(FILE *err, const struct setting_def *d, const char *v, const char *from)
+{
+    fprintf(err, "integration_cache: invalid value for --%s (%s)", d->flag, d->env);
+    if (!d->secret)
+        fprintf(err, " from %s: '%s'", from, v);
+    if (d->type == T_SECONDS || d->type == T_INT || d->type == T_LONG)
+        fprintf(err, "; expected a %s from %g to %g",
+                d->type == T_SECONDS ? "number" : "whole number", d->min, d->max);
+    fputc('\n', err);
+}
+
+static void print_help(FILE *out)
+{
+    fprintf(out, "Usage: integration_cache [serve|migrate] [--setting VALUE ...]\n\n"
+                 "  serve    run the cache service in the foreground (default)\n"
+                 "  migrate  install the notification trigger, outbox and integration_logs "
+                 "(idempotent), then exit\n\n"
+                 "Settings (flag, environment variable, default):\n");
+    for (size_t i = 0; i < NDEFS; i++) {
+        const struct setting_def *d = &defs[i];
+        fprintf(out, "  --%-18s %-22s %s\n", d->flag, d->env, d->def ? d->def : "(unset)");
+        fprintf(out, "      %s\n", d->help);
+    }
+    fprintf(out, "\nA flag wins over its variable. Durations are seconds (decimals allowed).\n"
+                 "Prefer PGPASSWORD or ~/.pgpass to a password inside --db/DATABASE_URL.\n");
+}
+
+void settings_print_markdown(FILE *out)
+{
+    fprintf(out, "| flag | environment | default | meaning |\n|---|---|---|---|\n");
+    for (size_t i = 0; i < NDEFS; i++)
+        fprintf(out, "| `--%s` | `%s` | %s | %s |\n", defs[i].flag, defs[i].env,
+                defs[i].def ? defs[i].def : "(unset)", defs[i].help);
+}
+
+static const struct setting_def *find_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NDEFS; i++)
+        if (strlen(defs[i].flag) == len && strncmp(defs[i].flag, name, len) == 0)
+            return &defs[i];
+    return NULL;
+}
+
+static int parse_command(struct settings *s, int argc, char **argv, int *first, FILE *err)
+{
+    *first = 1;
+    s->command = CMD_SERVE;
+    if (argc > 1 && argv[1][0] != '-') {
+        if (strcmp(argv[1], "serve") == 0)
+            s->command = CMD_SERVE;
+        else if (strcmp(argv[1], "migrate") == 0)
+            s->command = CMD_MIGRATE;
+        else {
+            fprintf(err, "integration_cache: unknown command '%s' (serve or migrate)\n", argv[1]);
+            return -1;
+        }
+        *first = 2;
+    }
+    return 0;
+}
+
+int settings_load(struct settings *s, int argc, char **argv, const char *(*get_env)(const char *),
+                  FILE *out, FILE *err)
+{
+    memset(s, 0, sizeof *s);
+    int first;
+    if (parse_command(s, argc, argv, &first, err))
+        return -1;
+    for (size_t i = 0; i < NDEFS; i++) { /* defaults, then the environment */
+        const char *env = get_env(defs[i].env);
+        if (defs[i].def && apply(s, &defs[i], defs[i].def) != 0)
+            return -1; /* a broken table is a programming error caught by the unit tests */
+        if (env && apply(s, &defs[i], env) != 0) {
+            report_bad(err, &defs[i], env, "environment");
+            return -1;
+        }
+    }
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            print_help(out);
+            return 1;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(err, "integration_cache: unexpected argument '%s' (see --help)\n", a);
+            return -1;
+        }
+        const char *eq = strchr(a + 2, '=');
+        size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        const struct setting_def *d = find_flag(a + 2, nlen);
+        if (!d) {
+            fprintf(err, "integration_cache: unknown option '%.*s' (see --help)\n", (int)nlen + 2,
+                    a);
+            return -1;
+        }
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!v || apply(s, d, v) != 0) {
+            report_bad(err, d, v ? v : "", "command line");
+            return -1;
+        }
+    }
+    if (s->threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        s->threads = n > 0 ? (int)n : 1;
+    }
+    if (s->reconnect_max < s->reconnect_min) {
+        fprintf(err, "integration_cache: --reconnect-max (IC_RECONNECT_MAX) is below "
+                     "--reconnect-min (IC_RECONNECT_MIN)\n");
+        return -1;
+    }
+    return 0;
+}
+
+void settings_deinit(struct settings *s)
+{
+    for (size_t i = 0; i < NDEFS; i++) {
+        enum setting_type t = defs[i].type;
+        if (t == T_STRING || t == T_URL) {
+            char **field = (char **)((char *)s + defs[i].offset);
+            free(*field);
+            *field = NULL;
+        }
+    }
+}

@@ -1,0 +1,27 @@
+/*
+ * A growable byte buffer with a hard maximum (after curl's dynbuf): input from the network or the
+ * database is appended through it, and crossing the maximum is an error the caller reports, never
+ * an unbounded allocation. The content is always NUL-terminated for convenience.
+ */
+#pragma once
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+    char *data; /* NUL-terminated; NULL until the first append */
+    size_t len;
+    size_t cap;
+    size_t max; /* appends that would exceed this fail with -E2BIG */
+};
+
+void buf_init(struct buf *b, size_t max);
+void buf_deinit(struct buf *b);
+void buf_reset(struct buf *b);
+/* 0, or -E2BIG when the maximum would be exceeded (the buffer is left unchanged). */
+int buf_append(struct buf *b, const void *data, size_t len);
+int buf_append_str(struct buf *b, const char *s);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as a JSON string literal, quotes included. */
+int buf_append_json_string(struct buf *b, const char *s, size_t len);
+/* Hands the data to the caller (who frees it) and leaves the buffer empty. */
+char *buf_steal(struct buf *b, size_t *len);
