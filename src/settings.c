@@ -213,7 +213,8 @@ static void print_help(FILE *out)
         fprintf(out, "      %s\n", d->help);
     }
     fprintf(out, "\nA flag wins over its variable. Durations are seconds (decimals allowed).\n"
-                 "Prefer PGPASSWORD or ~/.pgpass to a password inside --db/DATABASE_URL.\n");
+                 "Prefer PGPASSWORD or ~/.pgpass to a password inside --db/DATABASE_URL.\n"
+                 "--help-markdown prints this table as Markdown (the README's settings table).\n");
 }
 
 void settings_print_markdown(FILE *out)
@@ -270,6 +271,10 @@ int settings_load(struct settings *s, int argc, char **argv, const char *(*get_e
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             print_help(out);
+            return 1;
+        }
+        if (strcmp(a, "--help-markdown") == 0) {
+            settings_print_markdown(out);
             return 1;
         }
         if (strncmp(a, "--", 2) != 0) {

@@ -139,16 +139,21 @@ void loader_load(struct loader *l, const char *number, struct loader_request *wa
                  bool from_notification)
 {
     unsigned b = bucket_of(number);
-    if (!from_notification) {
-        for (struct pending_load *p = l->pending[b]; p; p = p->next) {
-            if (strcmp(p->number, number) == 0) {
-                waiter->next = p->waiters;
-                p->waiters = waiter;
-                return;
-            }
+    for (struct pending_load *p = l->pending[b]; p; p = p->next) {
+        if (strcmp(p->number, number) != 0)
+            continue;
+        /* A miss shares the newest pending load. A notification shares it only while its query
+         * has not been sent yet: such a query will read the row after the change anyway. */
+        if (from_notification && p->q.sent)
+            break;
+        if (waiter) {
+            waiter->next = p->waiters;
+            p->waiters = waiter;
         }
-        log_info("database miss: enterprise %s", number);
+        return;
     }
+    if (!from_notification)
+        log_info("database miss: enterprise %s", number);
     STAT_INC(l->stats, database_loads);
     struct pending_load *p = xcalloc(1, sizeof *p);
     p->l = l;

@@ -16,7 +16,8 @@ struct pending_load; /* loader.c */
 
 struct refresh_state {
     bool running;
-    bool owed; /* the last attempt failed: run again once `bulk` is back */
+    bool owed;  /* the last attempt failed: run again once `bulk` is back */
+    bool again; /* asked for while running, by someone who needs a newer snapshot */
     struct cache_table *table;
     uint64_t seq;
     struct entry_clock clock;

@@ -203,6 +203,7 @@ static void pump(struct pg_conn *c)
         }
         if (q->single_row)
             PQsetSingleRowMode(c->pg);
+        q->sent = true;
         c->current = q;
         flush(c);
     }
@@ -342,6 +343,7 @@ unsigned long pg_conn_reconnects(const struct pg_conn *c)
 void pg_conn_submit(struct pg_conn *c, struct pg_query *q)
 {
     q->next = NULL;
+    q->sent = false;
     q->deadline = time_mono_now() + c->cfg.timeout;
     if (c->state == PG_DOWN) {
         fail_query(q, "database unavailable");

@@ -33,6 +33,7 @@ struct pg_query {
     pg_done_fn on_done;
     void *ctx;
     double deadline; /* set by pg_conn_submit */
+    bool sent;       /* set once the query is on its way to the server */
     struct pg_query *next;
 };
 

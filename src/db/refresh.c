@@ -77,6 +77,10 @@ static void refresh_done(struct pg_query *q, const PGresult *res, const char *er
     atomic_store(&l->stats->ready, true);
     log_info("Cache refreshed: %zu entries in %.2fs%s", n, ms / 1000.0,
              r->skipped ? " (rows skipped, see warnings above)" : "");
+    if (r->again) {
+        refresh_start(l, NULL); /* waiters that came late get the next one */
+        return;
+    }
     answer(l, 200, NULL, n, ms);
     refresh_schedule(l, l->set->refresh_interval + rand_unit() * l->set->refresh_jitter);
 }
@@ -88,11 +92,16 @@ void refresh_start(struct loader *l, struct loader_request *waiter)
         waiter->next = r->waiters;
         r->waiters = waiter;
     }
-    if (r->running)
+    if (r->running) {
+        /* The running query may have read its snapshot before the caller's reason to refresh
+         * (e.g. a listener that just came back): run once more afterwards. Waiters share it. */
+        r->again = true;
         return;
+    }
     if (r->backoff == 0)
         r->backoff = 1.0;
     r->running = true;
+    r->again = false;
     r->table = cache_table_new(cache_count(l->store) + cache_count(l->store) / 4);
     r->seq = ++l->seq;
     r->skipped = 0;

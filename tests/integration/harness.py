@@ -529,10 +529,13 @@ class IntegrationTestCase(unittest.TestCase):
     outcome = getattr(self, "_outcome", None)
     if outcome is None:
       return False
-    errors = getattr(outcome, "errors", None)  # Python < 3.11
+    errors = getattr(outcome, "errors", None)  # Python < 3.11 collects them on the outcome
     if errors:
       return any(exc is not None for _, exc in errors)
-    return not getattr(outcome, "success", True)
+    # Python >= 3.11 reports each failure (and subtest failure) to the result at once
+    result = getattr(outcome, "result", None)
+    reported = getattr(result, "errors", []) + getattr(result, "failures", [])
+    return any(test is self or getattr(test, "test_case", None) is self for test, _ in reported)
 
   # -- assertions shared by the files --
 
