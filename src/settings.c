@@ -110,6 +110,8 @@ static int parse_listen(struct settings *s, const char *v)
         memcpy(host, v, hlen);
     }
     host[hlen] = '\0';
+    if (colon[1] == '\0' || colon[1 + strspn(colon + 1, "0123456789")] != '\0')
+        return -1;
     char *end;
     errno = 0;
     long port = strtol(colon + 1, &end, 10);
@@ -137,6 +139,8 @@ static int parse_listen(struct settings *s, const char *v)
 
 static int parse_number(const char *v, double *out)
 {
+    if (v[strspn(v, "0123456789.eE+-")] != '\0' || !(*v == '-' || (*v >= '0' && *v <= '9')))
+        return -1; /* no hex, no "inf", no leading blanks or '+' */
     char *end;
     errno = 0;
     double d = strtod(v, &end);
@@ -243,10 +247,50 @@ static int parse_command(struct settings *s, int argc, char **argv, int *first, 
         else if (strcmp(argv[1], "migrate") == 0)
             s->command = CMD_MIGRATE;
         else {
-            fprintf(err, "integration_cache: unknown command '%s' (serve or migrate)\n", argv[1]);
+            /* not echoed: a stray argument may be part of a connection string */
+            fprintf(err, "integration_cache: unknown command (expected serve or migrate)\n");
             return -1;
         }
         *first = 2;
+    }
+    return 0;
+}
+
+/* Collects the command line into flag_values[] (one slot per setting). Returns 0, 1 after
+ * printing help, or -1 after an error message. */
+static int parse_flags(int argc, char **argv, int first, const char **flag_values, FILE *out,
+                       FILE *err)
+{
+    for (int i = first; i < argc; i++) { /* help wins over everything, even bad values */
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_help(out);
+            return 1;
+        }
+        if (strcmp(argv[i], "--help-markdown") == 0) {
+            settings_print_markdown(out);
+            return 1;
+        }
+    }
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(err, "integration_cache: unexpected argument #%d (see --help)\n", i);
+            return -1;
+        }
+        const char *eq = strchr(a + 2, '=');
+        size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        const struct setting_def *d = find_flag(a + 2, nlen);
+        if (!d) {
+            fprintf(err, "integration_cache: unknown option '%.*s' (see --help)\n",
+                    (int)(nlen > 40 ? 40 : nlen) + 2, a);
+            return -1;
+        }
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!v) {
+            fprintf(err, "integration_cache: --%s (%s) needs a value\n", d->flag, d->env);
+            return -1;
+        }
+        flag_values[d - defs] = v;
     }
     return 0;
 }
@@ -258,40 +302,17 @@ int settings_load(struct settings *s, int argc, char **argv, const char *(*get_e
     int first;
     if (parse_command(s, argc, argv, &first, err))
         return -1;
-    for (size_t i = 0; i < NDEFS; i++) { /* defaults, then the environment */
+    const char *flag_values[NDEFS] = {0};
+    int r = parse_flags(argc, argv, first, flag_values, out, err);
+    if (r)
+        return r;
+    for (size_t i = 0; i < NDEFS; i++) { /* flag, else environment, else default */
         const char *env = get_env(defs[i].env);
+        const char *v = flag_values[i] ? flag_values[i] : env;
         if (defs[i].def && apply(s, &defs[i], defs[i].def) != 0)
             return -1; /* a broken table is a programming error caught by the unit tests */
-        if (env && apply(s, &defs[i], env) != 0) {
-            report_bad(err, &defs[i], env, "environment");
-            return -1;
-        }
-    }
-    for (int i = first; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            print_help(out);
-            return 1;
-        }
-        if (strcmp(a, "--help-markdown") == 0) {
-            settings_print_markdown(out);
-            return 1;
-        }
-        if (strncmp(a, "--", 2) != 0) {
-            fprintf(err, "integration_cache: unexpected argument '%s' (see --help)\n", a);
-            return -1;
-        }
-        const char *eq = strchr(a + 2, '=');
-        size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-        const struct setting_def *d = find_flag(a + 2, nlen);
-        if (!d) {
-            fprintf(err, "integration_cache: unknown option '%.*s' (see --help)\n", (int)nlen + 2,
-                    a);
-            return -1;
-        }
-        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!v || apply(s, d, v) != 0) {
-            report_bad(err, d, v ? v : "", "command line");
+        if (v && apply(s, &defs[i], v) != 0) {
+            report_bad(err, &defs[i], v, flag_values[i] ? "command line" : "environment");
             return -1;
         }
     }

@@ -128,8 +128,10 @@ static void load_done(struct pg_query *q, const PGresult *res, const char *error
             PQntuples(res) == 0
                 ? entry_new_negative(p->number, time_mono_now(), l->set->negative_ttl, p->seq)
                 : entry_from_row(l, p->number, res, 0, 1, p->seq);
+        /* into the cache first: a client answered below may ask again at once */
+        cache_put(l->store, entry_ref(e));
         answer_waiters(p, e, e->negative ? 404 : 200, NULL, false);
-        cache_put(l->store, e);
+        entry_unref(e);
     }
     free(p->q.params[0]);
     free(p);

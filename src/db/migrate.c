@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 #include <string.h>
 
+#include "db/pgconn.h"
 #include "sql_embedded.h"
 #include "util/log.h"
 
@@ -27,6 +28,7 @@ int migrate_run(const struct settings *s)
         PQfinish(pg);
         return 1;
     }
+    PQsetNoticeProcessor(pg, pg_notice_to_log, (void *)"migrate");
     PGresult *res = PQexec(pg, SQL_MIGRATE);
     int rc = 0;
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {

@@ -113,6 +113,16 @@ static void conn_fail(struct pg_conn *c, const char *why)
         c->ops->on_state(c, PG_DOWN, c->ctx);
 }
 
+/* Server notices and errors outside a query (e.g. "terminating connection due to administrator
+ * command") go to our log instead of libpq's default, a bare line on stderr. */
+void pg_notice_to_log(void *name, const char *message)
+{
+    char line[512];
+    snprintf(line, sizeof line, "%s", message);
+    line[strcspn(line, "\n")] = '\0';
+    log_info("database notice on '%s': %s", (const char *)name, line);
+}
+
 static void start_connect(struct pg_conn *c)
 {
     const char *keys[] = {"application_name", "dbname", NULL};
@@ -127,6 +137,7 @@ static void start_connect(struct pg_conn *c)
         return;
     }
     PQsetnonblocking(c->pg, 1);
+    PQsetNoticeProcessor(c->pg, pg_notice_to_log, (void *)c->cfg.name);
     set_watch(c, EPOLLOUT);
     arm_deadline(c);
 }

@@ -65,5 +65,10 @@ enum pg_state pg_conn_state(const struct pg_conn *c);
 void pg_conn_submit(struct pg_conn *c, struct pg_query *q);
 /* Drops the connection as if it had failed (e.g. a deaf listener); reconnects with backoff. */
 void pg_conn_reset(struct pg_conn *c, const char *why);
+/* A libpq notice processor that writes to our log; `name` is a const char* naming the connection.
+ * Server notices and errors outside a query (e.g. "terminating connection due to administrator
+ * command") then land in the log with timestamp and level, not as bare lines on stderr. */
+void pg_notice_to_log(void *name, const char *message);
+
 /* Number of successful reconnections after the first connect. */
 unsigned long pg_conn_reconnects(const struct pg_conn *c);

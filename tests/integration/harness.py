@@ -51,6 +51,34 @@ CREATE TABLE IF NOT EXISTS enterprises (
 """
 
 
+# Everything started and not yet cleaned up, so that a test run killed from outside (a CTest
+# timeout sends SIGTERM, a terminal SIGHUP) still stops its clusters and services by pid.
+_LIVE = []
+
+
+def _cleanup_live(signum, frame):
+  for thing in reversed(list(_LIVE)):
+    try:
+      thing.emergency_stop()
+    except Exception:  # noqa: BLE001 -- best effort while dying
+      pass
+  signal.signal(signum, signal.SIG_DFL)
+  os.kill(os.getpid(), signum)
+
+
+for _sig in (signal.SIGTERM, signal.SIGHUP):
+  signal.signal(_sig, _cleanup_live)
+
+
+def _die_with_parent():
+  """preexec_fn: the service gets SIGKILL if the test process dies (Linux PR_SET_PDEATHSIG)."""
+  try:
+    import ctypes
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+  except Exception:  # noqa: BLE001 -- not Linux: the registry above still applies
+    pass
+
+
 def deadline(seconds):
   """A functional deadline, stretched for sanitizer builds."""
   return seconds * SLOWDOWN
@@ -148,6 +176,8 @@ class PgCluster:
     env.setdefault("PGCLUSTER_FSYNC", "off")  # test data only
     if self.port:
       env["PGCLUSTER_PORT"] = str(self.port)  # restart: the service reconnects to the same address
+    if self not in _LIVE:
+      _LIVE.append(self)
     self.port = int(self._script("start", env).strip().splitlines()[-1])
     self.running = True
     return self.port
@@ -173,6 +203,12 @@ class PgCluster:
       self.stop()
     finally:
       shutil.rmtree(self.tmp, ignore_errors=True)
+      if self in _LIVE:
+        _LIVE.remove(self)
+
+  def emergency_stop(self):
+    self.kill()
+    shutil.rmtree(self.tmp, ignore_errors=True)
 
   def conninfo(self, **extra):
     params = {"host": "127.0.0.1", "port": self.port, "user": "postgres", "dbname": "postgres"}
@@ -222,7 +258,7 @@ def run_binary(args, db=None, env=None, timeout=30):
   """Runs the binary to completion (migrate, --help, bad settings); returns CompletedProcess
   with text stdout/stderr. A binary that does not exit in time is killed and reported."""
   full_env = clean_env()
-  if db is not None:
+  if db:
     full_env["DATABASE_URL"] = db
   full_env.update(env or {})
   cwd = tempfile.mkdtemp(prefix="ic-test-run-")
@@ -258,15 +294,18 @@ class Service:
   def start(self, wait_ready=True):
     self.port = free_port()
     env = clean_env()
-    if self.db is not None:
+    if self.db:  # "" or None: no DATABASE_URL (libpq's PG* variables, or --db in args)
       env["DATABASE_URL"] = self.db
     env.update(self.env)
     cmd = [BINARY, "serve", "--listen", "127.0.0.1:%d" % self.port] + self.args
     with open(self.log_path, "ab") as log:
-      log.write(("# %s\n" % " ".join(cmd)).encode())
+      # the command line heads the log, with any password masked (tests look for leaks)
+      log.write(("# %s\n" % re.sub(r"password=\S+", "password=***", " ".join(cmd))).encode())
       log.flush()
       self.proc = subprocess.Popen(cmd, env=env, cwd=self.tmp, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT)
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   preexec_fn=_die_with_parent)
+    _LIVE.append(self)
     if wait_ready:
       self.wait_ready()
     return self
@@ -383,6 +422,13 @@ class Service:
         self.proc.kill()
         self.proc.wait()
     shutil.rmtree(self.tmp, ignore_errors=True)
+    if self in _LIVE:
+      _LIVE.remove(self)
+
+  def emergency_stop(self):
+    if self.running():
+      self.proc.kill()
+    shutil.rmtree(self.tmp, ignore_errors=True)
 
   def log_size(self):
     try:
@@ -492,13 +538,14 @@ class IntegrationTestCase(unittest.TestCase):
 
   @classmethod
   def start_class_service(cls, *args, env=None, db=None, wait_ready=True):
-    svc = Service(db or cls.cluster.conninfo(), args, env, name="class service")
+    svc = Service(cls.cluster.conninfo() if db is None else db, args, env, name="class service")
     cls.addClassCleanup(svc.close)
     cls.class_services.append(svc)
     return svc.start(wait_ready)
 
   def start_service(self, *args, env=None, db=None, wait_ready=True):
-    svc = Service(db or self.cluster.conninfo(), args, env, name="service")
+    """db None: the class cluster via DATABASE_URL; "": no DATABASE_URL at all."""
+    svc = Service(self.cluster.conninfo() if db is None else db, args, env, name="service")
     self.addCleanup(svc.close)
     self._services.append(svc)
     self._log_marks[svc] = 0

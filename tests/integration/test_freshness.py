@@ -41,10 +41,26 @@ class FreshnessTest(IntegrationTestCase):
   def status_of(self, svc, path):
     return svc.get(path).status
 
+  def assertCached(self, svc, number):
+    """The entry is served from memory: two reads, one load (same created_at)."""
+    first, second = svc.get("/integrations/" + number), svc.get("/integrations/" + number)
+    self.assertEqual((first.status, second.status), (200, 200), second.body)
+    self.assertEqual(first.body["created_at"], second.body["created_at"], "not cached")
+
+  def assertNegativeCached(self, svc, number):
+    """A read of an enterprise that is not served, then one answered by the negative entry."""
+    self.assertEqual(svc.get("/integrations/" + number).status, 404)
+    before = svc.stats()
+    self.assertEqual(svc.get("/integrations/" + number).status, 404)
+    after = svc.stats()
+    self.assertEqual((after["hits"], after["misses"]), (before["hits"] + 1, before["misses"]),
+                     "the second read of %s must be answered by the negative entry" % number)
+
   # ---- changes in the database ----
 
   def test_update_served_within_1s(self):
     svc = self.start()
+    self.assertCached(svc, "0101")
     self.assertEqual(self.flags(svc, "0101"), {"retailcrm": True, "ms": False})
     self.assertEqual(svc.get("/config/0101/ms").body["config"]["api_token"], "test-token-a")
     self.cluster.psql("UPDATE enterprises SET integrations_config = jsonb_set(integrations_config,"
@@ -60,7 +76,7 @@ class FreshnessTest(IntegrationTestCase):
 
   def test_insert_served_within_1s(self):
     svc = self.start()
-    self.assertEqual(svc.get("/integrations/0150").status, 404)  # leaves a negative entry
+    self.assertNegativeCached(svc, "0150")
     self.assertEqual(svc.get("/config/0150").status, 404)
     self.cluster.psql(insert_sql("0150", {"ms": {"enabled": "TRUE"}}))
     wait_until(lambda: self.flags(svc, "0150") == {"ms": True}, NOTIFY_S,
@@ -71,7 +87,7 @@ class FreshnessTest(IntegrationTestCase):
 
   def test_delete_dropped_within_1s(self):
     svc = self.start()
-    self.assertEqual(svc.get("/integrations/0102").status, 200)
+    self.assertCached(svc, "0102")
     self.assertEqual(svc.get("/config/0102").status, 200)
     self.cluster.psql("DELETE FROM enterprises WHERE number = '0102'")
     wait_until(lambda: self.status_of(svc, "/integrations/0102") == 404, NOTIFY_S,
@@ -82,8 +98,8 @@ class FreshnessTest(IntegrationTestCase):
 
   def test_deactivate_and_null_config_dropped_within_1s(self):
     svc = self.start()
-    self.assertEqual(svc.get("/integrations/0103").status, 200)
-    self.assertEqual(svc.get("/integrations/0102").status, 200)
+    self.assertCached(svc, "0103")
+    self.assertCached(svc, "0102")
     self.cluster.psql("UPDATE enterprises SET active = false WHERE number = '0103';\n"
                       "UPDATE enterprises SET integrations_config = NULL WHERE number = '0102';")
     wait_until(lambda: self.status_of(svc, "/integrations/0103") == 404, NOTIFY_S,
@@ -95,8 +111,8 @@ class FreshnessTest(IntegrationTestCase):
 
   def test_number_change_within_1s(self):
     svc = self.start()
-    self.assertEqual(svc.get("/integrations/0101").status, 200)
-    self.assertEqual(svc.get("/integrations/0199").status, 404)  # negative entry for the new one
+    self.assertCached(svc, "0101")
+    self.assertNegativeCached(svc, "0199")
     self.cluster.psql("UPDATE enterprises SET number = '0199' WHERE number = '0101'")
     wait_until(lambda: self.status_of(svc, "/integrations/0101") == 404, NOTIFY_S,
                message="old number dropped")
@@ -105,6 +121,7 @@ class FreshnessTest(IntegrationTestCase):
 
   def test_hand_sent_notification(self):
     svc = self.start()
+    self.assertCached(svc, "0102")
     self.assertEqual(self.flags(svc, "0102"), {"ms": True})
     # change the row with triggers off for this session only: no notification is sent
     self.cluster.psql("SET session_replication_role = replica;\n"
@@ -119,6 +136,7 @@ class FreshnessTest(IntegrationTestCase):
 
   def test_malformed_notification_ignored(self):
     svc = self.start()
+    self.assertCached(svc, "0103")
     before = svc.stats()
     self.cluster.psql("SELECT pg_notify('integration_config_changed', 'not json at all');\n"
                       "SELECT pg_notify('integration_config_changed', '{\"enterprise_number\": ');")
@@ -175,14 +193,34 @@ class FreshnessTest(IntegrationTestCase):
     self.assertGreater(again["created_at"], first["created_at"])
     self.assertIn("database miss: enterprise 0102", svc.log_text())
 
+  def test_expired_entries_swept(self):
+    # SPEC §5.4: the periodic sweep removes expired entries without any read touching them
+    svc = self.start_service("--ttl", "1", "--cleanup-interval", "0.2")
+    s = svc.stats()
+    self.assertEqual(s["cache_size"], len(BASE))
+    wait_until(lambda: svc.stats()["cache_entries"] == 0, 3, interval=0.1,
+               message="expired status entries swept")
+    wait_until(lambda: svc.stats()["config_cache_entries"] == 0, 3, interval=0.1,
+               message="expired config entries swept")
+    self.assertEqual(svc.stats()["cache_size"], len(BASE), "cache_size is the last refresh's")
+
+  def test_periodic_full_refresh(self):
+    # SPEC §5.2: a change no notification announced is picked up by the next periodic refresh
+    svc = self.start_service("--ttl", "90", "--refresh-interval", "1", "--refresh-jitter", "0")
+    self.assertCached(svc, "0101")
+    self.cluster.psql("SET session_replication_role = replica;\n"
+                      "UPDATE enterprises SET active = false WHERE number = '0101';\n" +
+                      insert_sql("0170", {"ms": {"enabled": True}}))
+    refreshes = svc.stats()["refreshes"]
+    wait_until(lambda: svc.stats()["refreshes"] >= refreshes + 2, 4, interval=0.1,
+               message="two periodic refreshes")
+    self.assertEqual(svc.get("/integrations/0101").status, 404)
+    self.assertEqual(set(svc.get("/cache/entries").body), {"0102", "0103", "0170"})
+    self.assertIn("Cache refreshed: 3 entries in ", svc.log_text())
+
   def test_negative_entry_dropped_by_notification(self):
     svc = self.start()
-    self.assertEqual(svc.get("/integrations/0160").status, 404)
-    s1 = svc.stats()
-    self.assertEqual(svc.get("/integrations/0160").status, 404)
-    s2 = svc.stats()
-    self.assertEqual((s2["hits"], s2["misses"]), (s1["hits"] + 1, s1["misses"]),
-                     "the second read must be answered by the negative entry")
+    self.assertNegativeCached(svc, "0160")
     self.cluster.psql(insert_sql("0160", {"uon": {"enabled": 1}}))
     wait_until(lambda: self.flags(svc, "0160") == {"uon": True}, NOTIFY_S,
                message="negative entry dropped by the notification")
@@ -248,7 +286,7 @@ class FreshnessTest(IntegrationTestCase):
     self.assertEqual(self.cluster.config_of("0101"), BASE["0101"])
     self.assertIn("host:text", columns)  # the platform's extra columns are still there
     svc = self.start()
-    self.assertEqual(svc.get("/integrations/0103").status, 200)
+    self.assertCached(svc, "0103")
     self.cluster.psql("UPDATE enterprises SET active = false WHERE number = '0103'")
     wait_until(lambda: self.status_of(svc, "/integrations/0103") == 404, NOTIFY_S,
                message="trigger still notifies after repeated migrations")

@@ -6,9 +6,12 @@ Tests here stop and restart the class's cluster; setUp makes sure it runs again.
 given a conninfo with a password, which must never show up in its output.
 """
 
+import os
 import re
+import shutil
 import signal
 import socket
+import tempfile
 import time
 import unittest
 
@@ -29,6 +32,14 @@ SETTINGS_ENV = ["IC_LISTEN", "IC_THREADS", "IC_TTL", "IC_NEGATIVE_TTL", "IC_REFR
                 "IC_HEARTBEAT_TIMEOUT", "IC_RECONNECT_MIN", "IC_RECONNECT_MAX", "IC_DB_TIMEOUT",
                 "IC_MAX_HEAD", "IC_MAX_BODY", "IC_IDLE_TIMEOUT", "IC_HEAD_TIMEOUT", "IC_LOG_FILE",
                 "IC_LOG_LEVEL"]
+
+
+def resume(pid):
+  """SIGCONT for a backend frozen by a test (it may be gone already)."""
+  try:
+    os.kill(pid, signal.SIGCONT)
+  except ProcessLookupError:
+    pass
 
 
 class ResilienceTest(IntegrationTestCase):
@@ -99,6 +110,24 @@ class ResilienceTest(IntegrationTestCase):
     svc.stop()
     self.assertNoSecret(svc)
 
+  def test_log_lines_are_timestamped_through_an_outage(self):
+    # docs/CONTRACT-dev.md: one line per event, `2026-11-28T15:40:01.123456 INFO  message`;
+    # nothing may reach the log around that format (libpq's own notices included)
+    svc = self.start()
+    self.assertEqual(svc.get("/integrations/0101").status, 200)
+    self.cluster.stop()
+    wait_until(lambda: svc.get("/health").body["database_connected"] is False, 15, interval=0.25,
+               message="/health reports the database")
+    self.cluster.start()
+    wait_until(lambda: "listener reconnected" in svc.log_text(), 20, interval=0.2,
+               message="listener reconnected")
+    svc.stop()
+    line_re = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6} [A-Z]+ ")
+    bad = [line for line in svc.log_text().splitlines()
+           if line and not line.startswith("# ") and not line_re.match(line)]
+    self.assertEqual(bad, [], "log lines without timestamp and level")
+    self.assertNoSecret(svc)
+
   def test_stale_entries_served_while_database_down(self):
     svc = self.start("--ttl", "1")
     self.assertEqual(svc.get("/integrations/0101").status, 200)
@@ -145,6 +174,24 @@ class ResilienceTest(IntegrationTestCase):
     self.assertEqual(svc.get("/integrations/0101").status, 200)
     svc.stop()
 
+  def test_listener_that_stops_delivering(self):
+    # SPEC §5.3: connected yet silent (its backend frozen with SIGSTOP); only the heartbeat can
+    # notice, and the service must then reconnect and resync
+    svc = self.start("--heartbeat-interval", "0.5", "--heartbeat-timeout", "2")
+    self.assertEqual(svc.get("/integrations/0102").status, 200)
+    pids = wait_until(lambda: self.cluster.psql(
+      "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'"
+      " AND query ILIKE 'LISTEN%'").split(), 5, message="the listener's backend")
+    self.assertEqual(len(pids), 1, pids)
+    pid = int(pids[0])
+    os.kill(pid, signal.SIGSTOP)
+    self.addCleanup(resume, pid)
+    self.cluster.psql("UPDATE enterprises SET active = false WHERE number = '0102'")
+    wait_until(lambda: svc.get("/integrations/0102").status == 404, 15, interval=0.2,
+               message="the change is served after the silent listener was replaced")
+    self.assertIn("listener reconnected", svc.log_text())
+    svc.stop()
+
   # ---- signals ----
 
   def test_sigterm_with_open_connection_exits_0(self):
@@ -186,6 +233,46 @@ class ResilienceTest(IntegrationTestCase):
         self.assertEqual(proc.returncode, 2, output)
         self.assertRegex(output, pattern)
         self.assertNotIn(SECRET, output)
+
+  def test_settings_from_environment_and_flag_precedence(self):
+    svc = self.start(env={"IC_TTL": "7"})
+    body = svc.get("/integrations/0101").body
+    self.assertAlmostEqual(body["expires_at"] - body["created_at"], 7, delta=0.01)
+    svc.stop()
+    svc = self.start("--ttl", "9", env={"IC_TTL": "7"})
+    body = svc.get("/integrations/0101").body
+    self.assertAlmostEqual(body["expires_at"] - body["created_at"], 9, delta=0.01,
+                           msg="a flag wins over its variable")
+    svc.stop()
+
+  def test_database_from_pg_variables(self):
+    env = {"PGHOST": "127.0.0.1", "PGPORT": str(self.cluster.port), "PGUSER": "postgres",
+           "PGDATABASE": "postgres", "PGPASSWORD": SECRET}
+    svc = self.start_service(*FAST_RECONNECT, db="", env=env)
+    self.assertEqual(svc.get("/integrations/0101").status, 200)
+    svc.stop()
+    self.assertNoSecret(svc)
+
+  def test_db_flag_wins_over_database_url(self):
+    wrong = self.cluster.conninfo(port=1, password=SECRET)  # nothing listens on port 1
+    svc = self.start_service(*FAST_RECONNECT, "--db", self.db(), db=wrong)
+    self.assertEqual(svc.get("/integrations/0101").status, 200)
+    svc.stop()
+    self.assertNoSecret(svc)
+
+  def test_log_file(self):
+    logdir = tempfile.mkdtemp(prefix="ic-test-logs-")
+    self.addCleanup(shutil.rmtree, logdir, True)
+    path = os.path.join(logdir, "integration_cache.log")
+    svc = self.start("--log-file", path)
+    self.assertEqual(svc.get("/integrations/0101").status, 200)
+    wait_until(lambda: os.path.exists(path) and "Cache refreshed" in open(path).read(), 2,
+               message="log file written")
+    svc.stop()
+    with open(path) as f:
+      text = f.read()
+    self.assertIn("Cache refreshed: 2 entries in ", text)
+    self.assertNotIn(SECRET, text)
 
   def test_help(self):
     proc = run_binary(["--help"], db=self.db())

@@ -138,6 +138,17 @@ static void test_decoded_length(void **state)
     assert_ok(PARAM_ENTERPRISE, raw, want);
     memcpy(raw + 3 * 32, "%31", 4);
     assert_bad(PARAM_ENTERPRISE, raw);
+    /* and rejecting it never writes past the PARAM_MAX_LEN + 1 bytes of `out` */
+    char guarded[PARAM_MAX_LEN + 2];
+    guarded[PARAM_MAX_LEN + 1] = '#';
+    assert_int_equal(param_parse(PARAM_ENTERPRISE, raw, strlen(raw), guarded), -1);
+    assert_int_equal(guarded[PARAM_MAX_LEN + 1], '#');
+    guarded[PARAM_MAX_LEN + 1] = '#';
+    assert_int_equal(param_parse(PARAM_ENTERPRISE, want, 32, guarded), 0);
+    assert_int_equal(guarded[PARAM_MAX_LEN + 1], '#');
+    assert_int_equal(
+        param_parse(PARAM_ENTERPRISE, "111111111111111111111111111111111", 33, guarded), -1);
+    assert_int_equal(guarded[PARAM_MAX_LEN + 1], '#');
     /* a raw value longer than 32 that decodes to <= 32 is fine */
     assert_true(strlen("%41%42%43%44%45%46%47%48%49%4A%4B%4C") > 32);
     assert_ok(PARAM_ENTERPRISE, "%41%42%43%44%45%46%47%48%49%4A%4B%4C", "ABCDEFGHIJKL");

@@ -1,0 +1,67 @@
+-- wrk script for bench/run.sh: GET /integrations/{n}, rotating over a range of enterprise numbers.
+-- Usage: wrk ... -s bench/integrations.lua http://HOST:PORT -- FIRST COUNT
+--   requests go to /integrations/FIRST .. /integrations/FIRST+COUNT-1 (numbers printed as %04d),
+--   each wrk thread starting at a different offset so that threads do not walk in lock-step.
+-- The same script drives the service and the nginx reference (whose location answers every
+-- /integrations/ path), so both servers see the same requests and wrk pays the same Lua cost.
+-- Requests are pre-formatted in init() (the wrk manual's advice), so request() is a table lookup.
+-- response() counts every status other than 200; done() prints one machine-readable line,
+--   BENCH requests=... duration_us=... rps=... p50_us=... p99_us=... non200=... errors=...
+-- which run.sh parses. A run with non200 > 0 or socket errors is reported as failed, not as a rate.
+
+local threads = {} -- setup()/done() environment: one userdata per wrk thread
+
+function setup(thread)
+  thread:set("thread_index", #threads)
+  table.insert(threads, thread)
+end
+
+-- Running environment (one per wrk thread) ---------------------------------------------------
+
+local requests = {}
+local next_request = 1
+non200 = 0 -- global so that done() can read it through thread:get()
+
+function init(args)
+  local first = tonumber(args[1]) or 1000
+  local count = tonumber(args[2]) or 1000
+  for i = 0, count - 1 do
+    requests[#requests + 1] = wrk.format("GET", string.format("/integrations/%04d", first + i))
+  end
+  -- spread the threads over the range: thread k starts 397*k entries in (397 is prime, so the
+  -- starting points stay distinct for any range of at least that many numbers)
+  local index = thread_index or 0
+  next_request = (index * 397) % #requests + 1
+end
+
+function request()
+  local r = requests[next_request]
+  next_request = next_request + 1
+  if next_request > #requests then
+    next_request = 1
+  end
+  return r
+end
+
+function response(status, headers, body)
+  if status ~= 200 then
+    non200 = non200 + 1
+  end
+end
+
+-- done() runs in the setup environment again, after every thread has stopped ------------------
+
+function done(summary, latency, rates)
+  local bad = 0
+  for _, thread in ipairs(threads) do
+    bad = bad + (thread:get("non200") or 0)
+  end
+  local e = summary.errors
+  local seconds = summary.duration / 1e6
+  io.write(string.format(
+    "BENCH requests=%d duration_us=%d rps=%.1f p50_us=%d p99_us=%d max_us=%d non200=%d " ..
+    "errors_connect=%d errors_read=%d errors_write=%d errors_status=%d errors_timeout=%d\n",
+    summary.requests, summary.duration, summary.requests / seconds,
+    latency:percentile(50.0), latency:percentile(99.0), latency.max, bad,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end

@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Summary of one bench/run.sh run: a table on stdout and docs/PERFORMANCE.md.
+
+Reads what run.sh left in its temporary directory: meta.tsv (machine and settings), results.tsv
+(one row per measured wrk run), commands.txt (the wrk command lines), lag-idle.json and
+lag-load.json (bench/lag_probe.py), lag-load.wrk (the background load's BENCH line), stats.json
+(the service's /stats at the end), service-warnings.log and nginx-error.log.
+
+Each summary cell is the median over the rounds of that server and load. A server/load with any
+round that saw a non-200 answer or a socket error is reported as an error, never as a number.
+Standard library only.
+  report.py --dir TMPDIR --out docs/PERFORMANCE.md
+"""
+
+import argparse
+import collections
+import csv
+import json
+import os
+import re
+import statistics
+
+SERVERS = [("ours", "integration_cache"), ("nginx", "nginx")]
+
+
+def read_meta(d):
+  meta = {}
+  with open(os.path.join(d, "meta.tsv"), encoding="utf-8") as f:
+    for line in f:
+      key, _, value = line.rstrip("\n").partition("\t")
+      meta[key] = value
+  return meta
+
+
+def read_json(path):
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def read_text(path):
+  try:
+    with open(path, encoding="utf-8") as f:
+      return f.read().strip()
+  except OSError:
+    return ""
+
+
+def num(v):
+  try:
+    return float(v)
+  except (TypeError, ValueError):
+    return None
+
+
+def cpu_per_1k(row, clk_tck):
+  """Server CPU seconds per 1000 requests of one run."""
+  ticks, reqs = num(row["cpu_ticks"]), num(row["requests"])
+  if ticks is None or not reqs:
+    return None
+  return ticks / clk_tck / reqs * 1000.0
+
+
+def summarise(rows, clk_tck):
+  """{(server, conns): cell} with medians over the rounds, or an error description."""
+  groups = collections.defaultdict(list)
+  for r in rows:
+    groups[(r["server"], r["conns"])].append(r)
+  cells = {}
+  for key, runs in groups.items():
+    bad = [r for r in runs if r["status"] != "ok"]
+    if bad:
+      why = []
+      for r in bad:
+        if r["status"] == "errors":
+          why.append("round %s: %s non-200, %s socket errors"
+                     % (r["round"], r["non200"], r["socket_errors"]))
+        else:
+          why.append("round %s: %s" % (r["round"], r["status"]))
+      cells[key] = {"error": "; ".join(why)}
+      continue
+    cells[key] = {
+      "rps": statistics.median(num(r["rps"]) for r in runs),
+      "p50": statistics.median(num(r["p50_us"]) for r in runs),
+      "p99": statistics.median(num(r["p99_us"]) for r in runs),
+      "cpu": statistics.median(cpu_per_1k(r, clk_tck) for r in runs),
+      "threads": runs[0]["threads"],
+      "rounds": len(runs),
+    }
+  return cells
+
+
+def fmt_us(us):
+  if us is None:
+    return "-"
+  return "%d µs" % us if us < 1000 else "%.2f ms" % (us / 1000.0)
+
+
+def fmt_ms(ms):
+  return "-" if ms is None else "%.2f ms" % ms
+
+
+def table(header, rows):
+  """A Markdown table; it reads well as plain text too."""
+  widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+  def line(cells):
+    return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+  out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+  out += [line(r) for r in rows]
+  return "\n".join(out)
+
+
+def throughput_table(cells, loads):
+  header = ["load", "server", "requests/s", "ours / nginx", "p50", "p99", "CPU s / 1k req",
+            "CPU ours / nginx"]
+  rows = []
+  for conns in loads:
+    ours, ref = cells.get(("ours", conns)), cells.get(("nginx", conns))
+    both = ours and ref and "error" not in ours and "error" not in ref
+    for server, label in SERVERS:
+      c = cells.get((server, conns))
+      load = "%s conn%s (wrk -t%s)" % (conns, "" if conns == "1" else "s",
+                                      c.get("threads", "?") if c else "?") if server == "ours" else ""
+      if c is None:
+        rows.append([load, label, "not run", "", "", "", "", ""])
+      elif "error" in c:
+        rows.append([load, label, "ERROR: " + c["error"], "", "", "", "", ""])
+      else:
+        ratio = cpu_ratio = ""
+        if server == "ours" and both:
+          ratio = "%.2f" % (ours["rps"] / ref["rps"])
+          cpu_ratio = "%.2f" % (ours["cpu"] / ref["cpu"]) if ref["cpu"] else "-"
+        rows.append([load, label, "{:,.0f}".format(c["rps"]), ratio, fmt_us(c["p50"]),
+                     fmt_us(c["p99"]), "%.4f" % c["cpu"] if c["cpu"] is not None else "-",
+                     cpu_ratio])
+  return table(header, rows)
+
+
+def lag_row(name, lag, err):
+  if lag is None:
+    return [name, err or "not measured", "", "", "", ""]
+  done = "%d/%d" % (lag["completed"], lag["samples"])
+  if lag["timeouts"] or lag["non200"]:
+    done += " (%d timed out, %d non-200)" % (lag["timeouts"], lag["non200"])
+  return [name, done, fmt_ms(lag["p50_ms"]), fmt_ms(lag["p99_ms"]), fmt_ms(lag["max_ms"]),
+          str(lag["polls_p50"])]
+
+
+def lag_table(d, load_wrk):
+  header = ["update-to-served delay", "samples", "p50", "p99", "max", "polls/sample (p50)"]
+  rows = []
+  for name, label in (("idle", "idle"), ("load", "under load (wrk -t1 -c50 on the service)")):
+    lag = read_json(os.path.join(d, "lag-%s.json" % name))
+    rows.append(lag_row(label, lag, read_text(os.path.join(d, "lag-%s.err" % name))))
+  if load_wrk:
+    m = dict(kv.split("=", 1) for kv in load_wrk.split()[1:] if "=" in kv)
+    bad = int(m.get("non200", 0)) + sum(int(m.get(k, 0)) for k in
+                                        ("errors_connect", "errors_read", "errors_write",
+                                         "errors_timeout"))
+    rows[1][0] += "; load: %s req/s%s" % (m.get("rps", "?"),
+                                         ", %d errors" % bad if bad else ", all 200")
+  return table(header, rows)
+
+
+def detail_table(rows, clk_tck):
+  header = ["server", "conns", "round", "status", "requests/s", "requests", "p50", "p99", "max",
+            "server CPU s", "CPU s / 1k req", "wrk CPU s", "cache hits", "cache misses"]
+  out = []
+  for r in rows:
+    cpu = cpu_per_1k(r, clk_tck)
+    ticks = num(r["cpu_ticks"])
+    out.append([r["server"], r["conns"], r["round"], r["status"], r["rps"], r["requests"],
+                fmt_us(num(r["p50_us"])), fmt_us(num(r["p99_us"])), fmt_us(num(r["max_us"])),
+                "%.2f" % (ticks / clk_tck) if ticks is not None else "-",
+                "%.4f" % cpu if cpu is not None else "-", r["wrk_cpu_s"], r["hits"], r["misses"]])
+  return table(header, out)
+
+
+def service_health(d):
+  """What the service said about itself during the run: /stats counters and its warnings."""
+  stats = read_json(os.path.join(d, "stats.json")) or {}
+  keys = ["uptime_seconds", "hits", "misses", "refreshes", "listener_reconnects",
+          "notifications_received", "database_loads", "database_errors", "refresh_failures",
+          "last_refresh_ms"]
+  lines = ["`/stats` at the end: " + ", ".join("%s %s" % (k, stats[k]) for k in keys if k in stats)]
+  warnings = collections.Counter()
+  for line in read_text(os.path.join(d, "service-warnings.log")).splitlines():
+    # drop the timestamp and the numbers that differ from one line to the next
+    msg = re.sub(r"^\S+\s+", "", line)
+    msg = re.sub(r"\d+(\.\d+)?", "N", msg)
+    warnings[msg] += 1
+  if warnings:
+    lines.append("")
+    lines.append("Warnings and errors in the service log (numbers replaced by N):")
+    lines.append("")
+    for msg, n in warnings.most_common():
+      lines.append("- %d × `%s`" % (n, msg))
+  else:
+    lines.append("")
+    lines.append("No warnings or errors in the service log.")
+  nginx_err = read_text(os.path.join(d, "nginx-error.log"))
+  if nginx_err:
+    lines.append("")
+    lines.append("nginx error log: %d line(s), first: `%s`" % (len(nginx_err.splitlines()),
+                                                           nginx_err.splitlines()[0]))
+  return "\n".join(lines)
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--dir", required=True)
+  ap.add_argument("--out", required=True)
+  args = ap.parse_args()
+  d = args.dir
+
+  meta = read_meta(d)
+  clk_tck = float(meta.get("clk_tck", 100))
+  with open(os.path.join(d, "results.tsv"), encoding="utf-8") as f:
+    rows = list(csv.DictReader(f, delimiter="\t"))
+  loads = sorted({r["conns"] for r in rows}, key=int)
+  cells = summarise(rows, clk_tck)
+  load_wrk = read_text(os.path.join(d, "lag-load.wrk"))
+
+  thr = throughput_table(cells, loads)
+  lag = lag_table(d, load_wrk)
+  print()
+  print("Integration Cache Service vs nginx -- %s, %s cores (%s), median of %s rounds of %s s"
+        % (meta.get("date"), meta.get("nproc"), meta.get("cpu"), meta.get("rounds"),
+           meta.get("duration")))
+  print()
+  print(thr)
+  print()
+  print(lag)
+  print()
+
+  commands = read_text(os.path.join(d, "commands.txt"))
+  md = []
+  md.append("# Performance")
+  md.append("")
+  md.append("Written by `make bench` (`bench/run.sh %s`); do not edit by hand, run it again."
+            % meta.get("binary"))
+  md.append("")
+  md.append("## Machine and software")
+  md.append("")
+  md.append("- date: %s" % meta.get("date"))
+  md.append("- cores (`nproc`): %s; CPU: %s; kernel %s" % (meta.get("nproc"), meta.get("cpu"),
+                                                          meta.get("kernel")))
+  md.append("- service: commit %s, `%s` (Release), %s HTTP threads (IC_THREADS %s), "
+            "libmicrohttpd %s" % (meta.get("commit"), meta.get("binary"),
+                                  meta.get("service_threads"), meta.get("ic_threads"),
+                                  meta.get("libmicrohttpd")))
+  md.append("- reference: %s, %s workers; load generator: %s; PostgreSQL %s (fsync off)"
+            % (meta.get("nginx"), meta.get("nginx_workers"), meta.get("wrk"),
+               meta.get("postgres")))
+  md.append("- data: %s enterprises, integrations_config ≈ %s bytes each (scripts/seed.py)"
+            % (meta.get("enterprises"), meta.get("config_bytes")))
+  md.append("")
+  md.append("**wrk runs on the same %s cores as the server it measures**, so absolute requests/s "
+            "are bounded by the client as much as by the server (at 50 connections wrk keeps "
+            "about one core busy). Compare the two servers through the ratios and the server CPU "
+            "per request, which were measured in the same run, alternating the servers; the "
+            "absolute numbers say little about a production machine." % meta.get("nproc"))
+  md.append("")
+  md.append("## Throughput: `GET /integrations/{n}`")
+  md.append("")
+  md.append("Each cell is the median of %s rounds of %s s (after a %s s warm-up per server and "
+            "load). Requests rotate over the %s enterprises; nginx answers every "
+            "`/integrations/` path with `return 200` and a copy of a real body of the service "
+            "(%s bytes: `%s`), so it does the same HTTP work and no application work. "
+            "*CPU s / 1k req* is the server's own user+system CPU (`/proc/PID/stat`; nginx: "
+            "master and workers) per 1000 requests; *ours / nginx* > 1 means more CPU than nginx."
+            % (meta.get("rounds"), meta.get("duration"), meta.get("warmup"),
+               meta.get("enterprises"), meta.get("body_bytes"), meta.get("body")))
+  md.append("")
+  md.append(thr)
+  md.append("")
+  md.append("## Update-to-served delay")
+  md.append("")
+  md.append("One sample: `UPDATE enterprises SET integrations_config = jsonb_set(..., "
+            "'{retailcrm,enabled}', <flipped>)` and COMMIT (psycopg2); t0 = when the commit "
+            "returned; then `GET /integrations/{n}` on one keep-alive connection in a tight loop "
+            "until the body shows the new value; t1 = then. It covers the trigger's NOTIFY, the "
+            "service's LISTEN connection, its reload query and the publication of the entry. A "
+            "poll costs one round trip, so the delay is known to within one poll.")
+  md.append("")
+  md.append(lag)
+  md.append("")
+  md.append("## Service health during the run")
+  md.append("")
+  md.append(service_health(d))
+  md.append("")
+  md.append("## Every run")
+  md.append("")
+  md.append("`cache hits`/`misses` are the service's /stats deltas over the run (the cache is "
+            "refreshed right before each run, so every request should be a hit); `wrk CPU s` "
+            "shows how much of the machine the client took.")
+  md.append("")
+  md.append(detail_table(rows, clk_tck))
+  md.append("")
+  md.append("## Commands")
+  md.append("")
+  md.append("Set-up (all in a temporary directory, stopped by pid at the end):")
+  md.append("")
+  md.append("```")
+  md.append("PGCLUSTER_FSYNC=off scripts/pgcluster.sh start TMP/pg")
+  md.append("python3 scripts/seed.py --count 1000 --first 1000 --config-bytes %s --no-extras "
+            "| psql ..." % meta.get("config_bytes"))
+  md.append("DATABASE_URL=... %s migrate" % meta.get("binary"))
+  md.append("DATABASE_URL=... %s serve --listen 127.0.0.1:OURS_PORT" % meta.get("binary"))
+  md.append("nginx -p TMP/nginx/ -c TMP/nginx/nginx.conf -e TMP/nginx/error.log "
+            "-g 'daemon off;'    # from bench/nginx.conf.in")
+  md.append("```")
+  md.append("")
+  md.append("Measurements (`--latency` for the percentiles; the script's `done()` prints them "
+            "with the count of non-200 answers):")
+  md.append("")
+  md.append("```")
+  md.append(commands)
+  probe = "bench/lag_probe.py --db ... --url http://127.0.0.1:OURS_PORT --samples %s" % (
+    meta.get("lag_samples"))
+  md.append(probe)
+  md.append("%s &  %s  # the same probe under load" % (meta.get("lag_load_cmd"), probe))
+  md.append("```")
+  md.append("")
+  with open(args.out, "w", encoding="utf-8") as f:
+    f.write("\n".join(md))
+
+
+if __name__ == "__main__":
+  main()
