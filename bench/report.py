@@ -83,6 +83,8 @@ def summarise(rows, clk_tck):
       continue
     cells[key] = {
       "rps": statistics.median(num(r["rps"]) for r in runs),
+      "rps_min": min(num(r["rps"]) for r in runs),
+      "rps_max": max(num(r["rps"]) for r in runs),
       "p50": statistics.median(num(r["p50_us"]) for r in runs),
       "p99": statistics.median(num(r["p99_us"]) for r in runs),
       "cpu": statistics.median(cpu_per_1k(r, clk_tck) for r in runs),
@@ -121,8 +123,9 @@ def throughput_table(cells, loads):
     both = ours and ref and "error" not in ours and "error" not in ref
     for server, label in SERVERS:
       c = cells.get((server, conns))
-      load = "%s conn%s (wrk -t%s)" % (conns, "" if conns == "1" else "s",
-                                      c.get("threads", "?") if c else "?") if server == "ours" else ""
+      load = ("%s conn%s (wrk -t%s -c%s)" % (conns, "" if conns == "1" else "s",
+                                             c.get("threads", "?") if c else "?", conns)
+              if server == "ours" else "")
       if c is None:
         rows.append([load, label, "not run", "", "", "", "", ""])
       elif "error" in c:
@@ -132,7 +135,10 @@ def throughput_table(cells, loads):
         if server == "ours" and both:
           ratio = "%.2f" % (ours["rps"] / ref["rps"])
           cpu_ratio = "%.2f" % (ours["cpu"] / ref["cpu"]) if ref["cpu"] else "-"
-        rows.append([load, label, "{:,.0f}".format(c["rps"]), ratio, fmt_us(c["p50"]),
+        rps = "{:,.0f}".format(c["rps"])
+        if c["rounds"] > 1:
+          rps += " ({:,.0f}–{:,.0f})".format(c["rps_min"], c["rps_max"])
+        rows.append([load, label, rps, ratio, fmt_us(c["p50"]),
                      fmt_us(c["p99"]), "%.4f" % c["cpu"] if c["cpu"] is not None else "-",
                      cpu_ratio])
   return table(header, rows)
@@ -151,30 +157,36 @@ def lag_row(name, lag, err):
 def lag_table(d, load_wrk):
   header = ["update-to-served delay", "samples", "p50", "p99", "max", "polls/sample (p50)"]
   rows = []
-  for name, label in (("idle", "idle"), ("load", "under load (wrk -t1 -c50 on the service)")):
+  for name, label in (("idle", "idle"), ("load", "under load (*)")):
     lag = read_json(os.path.join(d, "lag-%s.json" % name))
     rows.append(lag_row(label, lag, read_text(os.path.join(d, "lag-%s.err" % name))))
+  note = "(*) meanwhile wrk -t1 -c50 on the service: "
   if load_wrk:
     m = dict(kv.split("=", 1) for kv in load_wrk.split()[1:] if "=" in kv)
     bad = int(m.get("non200", 0)) + sum(int(m.get(k, 0)) for k in
                                         ("errors_connect", "errors_read", "errors_write",
                                          "errors_timeout"))
-    rows[1][0] += "; load: %s req/s%s" % (m.get("rps", "?"),
-                                         ", %d errors" % bad if bad else ", all 200")
-  return table(header, rows)
+    note += "{:,.0f} req/s, {}".format(float(m.get("rps", 0)),
+                                       "%d errors" % bad if bad else "all 200")
+  else:
+    note += "no result"
+  return table(header, rows) + "\n\n" + note
 
 
 def detail_table(rows, clk_tck):
   header = ["server", "conns", "round", "status", "requests/s", "requests", "p50", "p99", "max",
-            "server CPU s", "CPU s / 1k req", "wrk CPU s", "cache hits", "cache misses"]
+            "server CPU s", "split (per process/thread)", "CPU s / 1k req", "wrk CPU s",
+            "machine CPU s", "cache hits", "cache misses"]
   out = []
   for r in rows:
     cpu = cpu_per_1k(r, clk_tck)
     ticks = num(r["cpu_ticks"])
+    busy = num(r["machine_ticks"])
     out.append([r["server"], r["conns"], r["round"], r["status"], r["rps"], r["requests"],
                 fmt_us(num(r["p50_us"])), fmt_us(num(r["p99_us"])), fmt_us(num(r["max_us"])),
-                "%.2f" % (ticks / clk_tck) if ticks is not None else "-",
-                "%.4f" % cpu if cpu is not None else "-", r["wrk_cpu_s"], r["hits"], r["misses"]])
+                "%.2f" % (ticks / clk_tck) if ticks is not None else "-", r["cpu_split"],
+                "%.4f" % cpu if cpu is not None else "-", r["wrk_cpu_s"],
+                "%.2f" % (busy / clk_tck) if busy is not None else "-", r["hits"], r["misses"]])
   return table(header, out)
 
 
@@ -244,7 +256,8 @@ def main():
   md.append("")
   md.append("## Machine and software")
   md.append("")
-  md.append("- date: %s" % meta.get("date"))
+  md.append("- date: %s (load average before the run: %s)" % (meta.get("date"),
+                                                             meta.get("loadavg")))
   md.append("- cores (`nproc`): %s; CPU: %s; kernel %s" % (meta.get("nproc"), meta.get("cpu"),
                                                           meta.get("kernel")))
   md.append("- service: commit %s, `%s` (Release), %s HTTP threads (IC_THREADS %s), "
@@ -268,7 +281,10 @@ def main():
   md.append("Each cell is the median of %s rounds of %s s (after a %s s warm-up per server and "
             "load). Requests rotate over the %s enterprises; nginx answers every "
             "`/integrations/` path with `return 200` and a copy of a real body of the service "
-            "(%s bytes: `%s`), so it does the same HTTP work and no application work. "
+            "(%s bytes: `%s`), so it does the same HTTP work and no application work; it runs one "
+            "worker per core with `reuseport`, so that its workers share the connections as the "
+            "service's threads do. Requests/s shows the median and, in brackets, the range over "
+            "the rounds. "
             "*CPU s / 1k req* is the server's own user+system CPU (`/proc/PID/stat`; nginx: "
             "master and workers) per 1000 requests; *ours / nginx* > 1 means more CPU than nginx."
             % (meta.get("rounds"), meta.get("duration"), meta.get("warmup"),
@@ -293,9 +309,12 @@ def main():
   md.append("")
   md.append("## Every run")
   md.append("")
-  md.append("`cache hits`/`misses` are the service's /stats deltas over the run (the cache is "
-            "refreshed right before each run, so every request should be a hit); `wrk CPU s` "
-            "shows how much of the machine the client took.")
+  md.append("`split` is the CPU seconds of each nginx process / service thread that worked "
+            "during the run; `cache hits`/`misses` are the service's /stats deltas over the run "
+            "(the cache is refreshed right before each run, so every request should be a hit); "
+            "`wrk CPU s` shows how much of the machine the client took; `machine CPU s` is the "
+            "busy time of all cores (/proc/stat) over the run: well above server + wrk means "
+            "something else was running.")
   md.append("")
   md.append(detail_table(rows, clk_tck))
   md.append("")

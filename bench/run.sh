@@ -15,7 +15,7 @@
 # under load; (4) the summary on stdout and in docs/PERFORMANCE.md (bench/report.py).
 # Nothing here is a pass/fail assertion: a run with errors is reported as such, not as a number.
 # The exit status is non-zero only when the bench itself could not run (e.g. the service did not
-# start). Knobs: BENCH_DURATION (s per run, 5), BENCH_WARMUP (s, 1), BENCH_ROUNDS (3),
+# start). Knobs: BENCH_DURATION (s per run, 5), BENCH_WARMUP (s, 1), BENCH_ROUNDS (5),
 # BENCH_LAG_SAMPLES (100), BENCH_OUT (docs/PERFORMANCE.md).
 set -euo pipefail
 
@@ -28,7 +28,7 @@ bin=$(realpath -e "$1" 2>/dev/null) || { echo "bench: $1 not found" >&2; exit 1;
 
 DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-1}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 LAG_SAMPLES=${BENCH_LAG_SAMPLES:-100}
 OUT=${BENCH_OUT:-$root/docs/PERFORMANCE.md}
 FIRST=1000 # enterprises 1000..1999: four digits each, so every /integrations path has one length
@@ -110,6 +110,29 @@ cpu_ticks() {
   echo "$sum"
 }
 
+# cpu_each STATFILE...: utime + stime in clock ticks of each /proc/.../stat file, one per line
+# (0 for one that has gone). Used for the per-worker / per-thread split of the server's CPU.
+cpu_each() {
+  local file fields
+  for file in "$@"; do
+    if read -r fields <"$file" 2>/dev/null; then
+      fields=${fields##*) }
+      read -r -a f <<<"$fields"
+      echo $((f[11] + f[12]))
+    else
+      echo 0
+    fi
+  done
+}
+
+# machine_busy: busy clock ticks of the whole machine (all cores) from /proc/stat; set against the
+# server's and wrk's CPU it shows whether something else ran during a measurement.
+machine_busy() {
+  local _cpu user nice system _idle _iowait irq softirq _rest
+  read -r _cpu user nice system _idle _iowait irq softirq _rest </proc/stat
+  echo $((user + nice + system + irq + softirq))
+}
+
 # stats_get NAME: one integer member of the service's /stats (0 when it cannot be read).
 stats_get() {
   local v
@@ -174,6 +197,7 @@ wait_http "http://127.0.0.1:$nginx_port/integrations/$FIRST" "$nginx_pid" 10
   die "nginx does not answer the reference body"
 
 meta date "$(date '+%Y-%m-%d %H:%M:%S %Z')"
+meta loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta nproc "$(nproc)"
 meta cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 meta kernel "$(uname -r)"
@@ -188,18 +212,19 @@ meta ic_threads "${IC_THREADS:-default}"
 meta nginx_workers "$workers"
 meta body_bytes "${#body}"
 meta body "$body"
-meta enterprises "$COUNT ($FIRST..$((FIRST + COUNT - 1)))"
+meta enterprises "$COUNT (numbers $FIRST..$((FIRST + COUNT - 1)))"
 meta config_bytes "$CONFIG_BYTES"
 meta duration "$DURATION"
 meta warmup "$WARMUP"
 meta rounds "$ROUNDS"
-meta clk_tck "$(getconf CLK_TCK)"
+clk_tck=$(getconf CLK_TCK)
+meta clk_tck "$clk_tck"
 meta lag_samples "$LAG_SAMPLES"
 
 # ---------------------------------------------------------------------------------------------
 # 2. Throughput
 # ---------------------------------------------------------------------------------------------
-printf 'server\tconns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tsocket_errors\tcpu_ticks\twrk_cpu_s\thits\tmisses\n' \
+printf 'server\tconns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tsocket_errors\tcpu_ticks\tcpu_split\twrk_cpu_s\tmachine_ticks\thits\tmisses\n' \
   >"$tmp/results.tsv"
 
 # wrk_cmd PORT CONNS THREADS SECONDS: the wrk command line (printed into the report as well).
@@ -209,28 +234,36 @@ wrk_cmd() {
 
 # measure SERVER CONNS THREADS ROUND SECONDS: one wrk run; appends a row to results.tsv unless
 # ROUND is "warmup". Server CPU is read from /proc before and after; for nginx the master and all
-# its workers count. Before each run of ours the cache is refreshed (POST /cache/refresh), so no
+# its workers count. cpu_split lists the CPU seconds of each nginx process / service thread that
+# worked (to see whether the load spread over the cores). Before each run of ours the cache is refreshed (POST /cache/refresh), so no
 # entry reaches its 90 s TTL during the run and every request is a hit; /stats shows whether so.
 measure() {
   local server=$1 conns=$2 threads=$3 round=$4 secs=$5
-  local port pids out="$tmp/wrk/$server-c$conns-$round"
+  local port pids statfiles out="$tmp/wrk/$server-c$conns-$round"
   if [ "$server" = ours ]; then
     port=$svc_port
     pids=("$svc_pid")
+    statfiles=(/proc/"$svc_pid"/task/*/stat)
     curl -fsS -X POST --max-time 10 "http://127.0.0.1:$svc_port/cache/refresh" >/dev/null ||
       log "warning: POST /cache/refresh failed"
   else
     port=$nginx_port
     mapfile -t pids < <(echo "$nginx_pid"; pgrep -P "$nginx_pid")
+    statfiles=()
+    for pid in "${pids[@]}"; do statfiles+=("/proc/$pid/stat"); done
   fi
-  local cmd hits0=0 misses0=0 ticks0 ticks1
+  local cmd hits0=0 misses0=0 ticks0 ticks1 each0 each1 busy0 busy1
   read -r -a cmd <<<"$(wrk_cmd "$port" "$conns" "$threads" "$secs")"
   [ "$round" = 1 ] && echo "${cmd[*]}" | sed "s|$here|bench|; s|$port|${server^^}_PORT|" >>"$tmp/commands.txt"
   if [ "$server" = ours ]; then hits0=$(stats_get hits); misses0=$(stats_get misses); fi
   ticks0=$(cpu_ticks "${pids[@]}")
+  mapfile -t each0 < <(cpu_each "${statfiles[@]}")
+  busy0=$(machine_busy)
   local TIMEFORMAT='%U %S'
   { time "${cmd[@]}" >"$out.out" 2>"$out.err"; } 2>"$out.time" || true
+  busy1=$(machine_busy)
   ticks1=$(cpu_ticks "${pids[@]}")
+  mapfile -t each1 < <(cpu_each "${statfiles[@]}")
   [ "$round" = warmup ] && return 0
 
   local hits=- misses=-
@@ -252,12 +285,16 @@ measure() {
   else
     status=ok
   fi
-  local wrk_cpu
+  local wrk_cpu split="" i d
   wrk_cpu=$(awk '{printf "%.2f", $1 + $2}' "$out.time" 2>/dev/null || echo -)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  for i in "${!each1[@]}"; do
+    d=$((each1[i] - each0[i]))
+    [ "$d" -gt 0 ] && split+="${split:+/}$(awk -v t="$d" -v hz="$clk_tck" 'BEGIN{printf "%.2f", t / hz}')"
+  done
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$server" "$conns" "$threads" "$round" "$status" "${r[rps]:--}" "${r[requests]:--}" \
     "${r[p50_us]:--}" "${r[p99_us]:--}" "${r[max_us]:--}" "${r[non200]:--}" "$sock_err" \
-    "$((ticks1 - ticks0))" "$wrk_cpu" "$hits" "$misses" >>"$tmp/results.tsv"
+    "$((ticks1 - ticks0))" "${split:--}" "$wrk_cpu" "$((busy1 - busy0))" "$hits" "$misses" >>"$tmp/results.tsv"
   log "  $server c=$conns round $round: $status, ${r[rps]:-?} req/s, p99 ${r[p99_us]:-?} us"
 }
 

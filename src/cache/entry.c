@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "cache/json_spans.h"
+#include "targets.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
 #include "util/xalloc.h"
@@ -36,6 +37,7 @@ static struct cache_entry *entry_alloc(const char *number, uint64_t seq)
     atomic_init(&e->refs, 1);
     e->seq = seq;
     snprintf(e->number, sizeof e->number, "%s", number);
+    snprintf(e->primary, sizeof e->primary, "retailcrm"); /* SPEC §7 default */
     return e;
 }
 
@@ -61,7 +63,22 @@ void entry_unref(struct cache_entry *e)
         return;
     free(e->text);
     free(e->types);
+    free(e->name2);
+    free(e->secret);
     free(e);
+}
+
+static char *token_copy(const char *t)
+{
+    return t && *t && strlen(t) <= ENTRY_MAX_TOKEN ? xstrdup(t) : NULL;
+}
+
+void entry_set_tokens(struct cache_entry *e, const char *name2, const char *secret)
+{
+    free(e->name2);
+    free(e->secret);
+    e->name2 = token_copy(name2);
+    e->secret = token_copy(secret);
 }
 
 bool entry_fresh(const struct cache_entry *e, double mono_now)
@@ -168,6 +185,14 @@ static int render_views(struct cache_entry *e, const struct doc *d, struct buf *
         if (!json_is_object(value))
             continue;
         bool on = integration_enabled(json_object_get(value, "enabled"));
+        for (int t = 0; t < TARGET_COUNT; t++)
+            if (on && strcmp(key, target_names[t]) == 0)
+                e->enabled_targets |= 1u << t;
+        if (strcmp(key, "smart") == 0) {
+            const char *primary = json_string_value(json_object_get(value, "primary"));
+            if (primary && param_valid(PARAM_TYPE, primary, strlen(primary)))
+                snprintf(e->primary, sizeof e->primary, "%s", primary);
+        }
         rc |= buf_printf(b, "%s\"%.*s\":%s", written++ ? "," : "", (int)s->key_len,
                          d->text + s->key_off, on ? "true" : "false");
     }

@@ -32,6 +32,9 @@ struct cache_entry {
     double created_at;   /* epoch seconds, what clients see */
     bool negative;       /* the enterprise is not served: a short-lived "no" */
     char number[PARAM_MAX_LEN + 1];
+    char *name2, *secret;            /* dispatch tokens; NULL when empty (entry_set_tokens) */
+    unsigned enabled_targets;        /* bit (1 << target_id) per enabled dispatch target */
+    char primary[PARAM_MAX_LEN + 1]; /* smart.primary: who answers customer look-ups */
     char *text;
     size_t config_len;       /* config view: text[0 .. config_len) */
     size_t integrations_off; /* the "integrations" object inside the config view */
@@ -57,6 +60,11 @@ struct cache_entry *entry_build(const char *number, const char *config, size_t l
 /* A negative entry: `number` is not served, remember that until mono_now + ttl. */
 struct cache_entry *entry_new_negative(const char *number, double mono_now, double ttl,
                                        uint64_t seq);
+
+/* Attaches the enterprise's tokens (name2, secret; NULL or "" for none; longer than
+ * ENTRY_MAX_TOKEN bytes are ignored). Only before the entry is published. */
+#define ENTRY_MAX_TOKEN 128
+void entry_set_tokens(struct cache_entry *e, const char *name2, const char *secret);
 
 /* Reference counting; safe from any thread. The last unref frees. */
 struct cache_entry *entry_ref(struct cache_entry *e);

@@ -16,7 +16,8 @@
 
 struct cache_table {
     struct cds_lfht *ht;
-    atomic_size_t positive; /* entries that are not negative */
+    struct cds_lfht *tokens; /* dispatch token (name2 or secret) -> enterprise number */
+    atomic_size_t positive;  /* entries that are not negative */
     atomic_size_t all;
 };
 
@@ -34,6 +35,16 @@ struct cache_node {
 
 #define NODE(n) caa_container_of(n, struct cache_node, node)
 
+/* token -> number; kept apart from entries so a token outlives its entry's TTL */
+struct token_node {
+    struct cds_lfht_node node;
+    struct rcu_head rcu;
+    char number[PARAM_MAX_LEN + 1];
+    char token[];
+};
+
+#define TOKEN(n) caa_container_of(n, struct token_node, node)
+
 static uint64_t hash_number(const char *s)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a, 64 bit */
@@ -49,6 +60,72 @@ static int match_number(struct cds_lfht_node *node, const void *key)
     return strcmp(NODE(node)->entry->number, key) == 0;
 }
 
+static int match_token(struct cds_lfht_node *node, const void *key)
+{
+    return strcmp(TOKEN(node)->token, key) == 0;
+}
+
+static void free_token_rcu(struct rcu_head *head)
+{
+    free(caa_container_of(head, struct token_node, rcu));
+}
+
+/* Maps token to number in t (replacing another mapping of the token). Inside a read section. */
+static void token_put(struct cache_table *t, const char *token, const char *number)
+{
+    if (!token || !*token || strlen(token) > ENTRY_MAX_TOKEN)
+        return;
+    uint64_t h = hash_number(token);
+    struct cds_lfht_iter it;
+    cds_lfht_lookup(t->tokens, h, match_token, token, &it);
+    struct cds_lfht_node *found = cds_lfht_iter_get_node(&it);
+    if (found && strcmp(TOKEN(found)->number, number) == 0)
+        return;
+    size_t len = strlen(token);
+    struct token_node *n = xmalloc(sizeof *n + len + 1);
+    memcpy(n->token, token, len + 1);
+    snprintf(n->number, sizeof n->number, "%s", number);
+    if (found) {
+        if (cds_lfht_replace(t->tokens, &it, h, match_token, token, &n->node) == 0)
+            call_rcu(&TOKEN(found)->rcu, free_token_rcu);
+        else
+            free(n);
+    } else {
+        cds_lfht_add(t->tokens, h, &n->node);
+    }
+}
+
+/* Drops token's mapping if it still points at number. Inside a read section. */
+static void token_drop(struct cache_table *t, const char *token, const char *number)
+{
+    if (!token)
+        return;
+    struct cds_lfht_iter it;
+    cds_lfht_lookup(t->tokens, hash_number(token), match_token, token, &it);
+    struct cds_lfht_node *found = cds_lfht_iter_get_node(&it);
+    if (found && strcmp(TOKEN(found)->number, number) == 0 && cds_lfht_del(t->tokens, found) == 0)
+        call_rcu(&TOKEN(found)->rcu, free_token_rcu);
+}
+
+static bool same_token(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+/* After `e` replaced `old` (either may lack tokens): the index follows the new entry. */
+static void tokens_follow(struct cache_table *t, const struct cache_entry *old,
+                          const struct cache_entry *e)
+{
+    if (old) {
+        if (!same_token(old->name2, e->name2) && !same_token(old->name2, e->secret))
+            token_drop(t, old->name2, old->number);
+        if (!same_token(old->secret, e->name2) && !same_token(old->secret, e->secret))
+            token_drop(t, old->secret, old->number);
+    }
+    token_put(t, e->name2, e->number);
+    token_put(t, e->secret, e->number);
+}
+
 struct cache_table *cache_table_new(size_t expected)
 {
     unsigned long size = 1024;
@@ -56,7 +133,8 @@ struct cache_table *cache_table_new(size_t expected)
         size <<= 1;
     struct cache_table *t = xcalloc(1, sizeof *t);
     t->ht = cds_lfht_new(size, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
-    if (!t->ht) {
+    t->tokens = cds_lfht_new(size, 1024, 0, CDS_LFHT_AUTO_RESIZE, NULL);
+    if (!t->ht || !t->tokens) {
         fprintf(stderr, "FATAL cannot allocate the cache hash table\n");
         abort();
     }
@@ -93,6 +171,7 @@ static void table_put(struct cache_table *t, struct cache_entry *e, bool keep_ne
     }
     struct cache_node *n = xcalloc(1, sizeof *n);
     n->entry = e;
+    tokens_follow(t, old ? old->entry : NULL, e);
     count(t, e, +1);
     if (old) {
         if (cds_lfht_replace(t->ht, &it, h, match_number, e->number, &n->node) == 0) {
@@ -123,9 +202,36 @@ static void table_destroy(struct cache_table *t)
             free(n);
         }
     }
+    struct token_node *tn;
+    cds_lfht_for_each_entry(t->tokens, &it, tn, node)
+    {
+        if (cds_lfht_del(t->tokens, &tn->node) == 0)
+            free(tn);
+    }
     rcu_read_unlock();
     cds_lfht_destroy(t->ht, NULL);
+    cds_lfht_destroy(t->tokens, NULL);
     free(t);
+}
+
+void cache_table_add_token(struct cache_table *t, const char *token, const char *number)
+{
+    rcu_read_lock();
+    token_put(t, token, number);
+    rcu_read_unlock();
+}
+
+bool cache_resolve_token(struct cache_store *s, const char *token, char *number)
+{
+    struct cds_lfht_iter it;
+    rcu_read_lock();
+    struct cache_table *t = rcu_dereference(s->current);
+    cds_lfht_lookup(t->tokens, hash_number(token), match_token, token, &it);
+    struct cds_lfht_node *found = cds_lfht_iter_get_node(&it);
+    if (found)
+        snprintf(number, PARAM_MAX_LEN + 1, "%s", TOKEN(found)->number);
+    rcu_read_unlock();
+    return found != NULL;
 }
 
 void cache_table_free(struct cache_table *t)

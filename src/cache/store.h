@@ -7,6 +7,7 @@
  * arrived while it ran.
  */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,11 @@ void cache_store_free(struct cache_store *s);
 /* Any thread. Returns the entry for `number` with a reference the caller must drop
  * (entry_unref), or NULL. The entry may be expired or negative: the caller decides. */
 struct cache_entry *cache_get_ref(struct cache_store *s, const char *number);
+
+/* Any thread: the enterprise number whose name2 or secret is `token` (into number, which has
+ * PARAM_MAX_LEN + 1 bytes); false when no enterprise has it. Tokens are kept for every enterprise
+ * the last refresh saw, served or not, and follow entries as they are replaced. */
+bool cache_resolve_token(struct cache_store *s, const char *token, char *number);
 
 /* Live count of positive entries in the current table (any thread). */
 size_t cache_count(struct cache_store *s);
@@ -44,7 +50,9 @@ size_t cache_sweep(struct cache_store *s, double mono_now);
 /* A table being filled by a full refresh, not yet visible to readers. */
 struct cache_table *cache_table_new(size_t expected);
 void cache_table_add(struct cache_table *t, struct cache_entry *e); /* takes the reference */
-void cache_table_free(struct cache_table *t);                       /* discard an unused table */
+/* A token of an enterprise that has no entry (not served). */
+void cache_table_add_token(struct cache_table *t, const char *token, const char *number);
+void cache_table_free(struct cache_table *t); /* discard an unused table */
 /* Publishes `t` as the current table. Entries of the old table loaded after `since_seq` (that is,
  * by a load sent after the refresh query) are carried over, since they are newer than the
  * refresh's rows. Waits for a grace period, then releases the old table. Returns the new table's

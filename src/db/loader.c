@@ -64,22 +64,29 @@ static struct entry_clock clock_now(const struct loader *l, double ttl)
     return (struct entry_clock){time_real_now(), time_mono_now(), ttl};
 }
 
-/* Builds the entry for a row (number, config text) or a negative one; logs a skipped row. */
-static struct cache_entry *entry_from_row(struct loader *l, const char *number, const PGresult *res,
-                                          int row, int config_col, uint64_t seq)
+/* Builds the entry for a row of SQL_ROW_COLUMNS shape at `row` (number, name2, secret, served,
+ * config): a positive entry, or a negative one for a row that is not served or cannot be used
+ * (logged). Tokens come along either way. */
+static struct cache_entry *entry_from_row(struct loader *l, const PGresult *res, int row,
+                                          uint64_t seq)
 {
-    const char *why = NULL;
+    const char *number = PQgetvalue(res, row, 0);
     struct entry_clock clock = clock_now(l, l->set->ttl);
-    unsigned problems = 0;
-    struct cache_entry *e = entry_build(
-        number, PQgetvalue(res, row, config_col), (size_t)PQgetlength(res, row, config_col),
-        (size_t)l->set->max_config_bytes, &clock, seq, &problems, &why);
-    STAT_ADD(l->stats, validation_problems, problems);
-    if (!e) {
-        STAT_INC(l->stats, validation_problems);
-        log_warn("skipping enterprise %s: %s", number, why);
-        e = entry_new_negative(number, clock.mono_now, l->set->negative_ttl, seq);
+    struct cache_entry *e = NULL;
+    if (PQgetvalue(res, row, 3)[0] == 't') {
+        const char *why = NULL;
+        unsigned problems = 0;
+        e = entry_build(number, PQgetvalue(res, row, 4), (size_t)PQgetlength(res, row, 4),
+                        (size_t)l->set->max_config_bytes, &clock, seq, &problems, &why);
+        STAT_ADD(l->stats, validation_problems, problems);
+        if (!e) {
+            STAT_INC(l->stats, validation_problems);
+            log_warn("skipping enterprise %.32s: %s", number, why);
+        }
     }
+    if (!e)
+        e = entry_new_negative(number, clock.mono_now, l->set->negative_ttl, seq);
+    entry_set_tokens(e, PQgetvalue(res, row, 1), PQgetvalue(res, row, 2));
     return e;
 }
 
@@ -127,7 +134,7 @@ static void load_done(struct pg_query *q, const PGresult *res, const char *error
         struct cache_entry *e =
             PQntuples(res) == 0
                 ? entry_new_negative(p->number, time_mono_now(), l->set->negative_ttl, p->seq)
-                : entry_from_row(l, p->number, res, 0, 1, p->seq);
+                : entry_from_row(l, res, 0, p->seq);
         /* into the cache first: a client answered below may ask again at once */
         cache_put(l->store, entry_ref(e));
         answer_waiters(p, e, e->negative ? 404 : 200, NULL, false);
@@ -187,11 +194,10 @@ static void put_done(struct pg_query *q, const PGresult *res, const char *error)
     } else if (PQntuples(res) == 0) {
         loader_finish(r, 404, "Enterprise not found");
     } else {
-        bool served = PQgetvalue(res, 0, 1)[0] == 't';
-        struct cache_entry *e =
-            served ? entry_from_row(l, r->number, res, 0, 2, op->seq)
-                   : entry_new_negative(r->number, time_mono_now(), l->set->negative_ttl, op->seq);
-        cache_put(l->store, e); /* the cache reflects the write before the answer goes out */
+        cache_put(
+            l->store,
+            entry_from_row(l, res, 0,
+                           op->seq)); /* the cache reflects the write before the answer goes out */
         log_info("config updated: enterprise %s, integration %s", r->number, r->type);
         loader_finish(r, 200, NULL);
     }

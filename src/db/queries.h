@@ -5,19 +5,22 @@
  */
 #pragma once
 
-#define SQL_LOAD_ONE                                                                               \
-    "SELECT number, integrations_config::text FROM enterprises "                                   \
-    "WHERE number = $1 AND active AND integrations_config IS NOT NULL"
+/* Rows of both loads: number, name2, secret, served, config text (NULL unless served). Rows that
+ * are not served still bring their tokens, so dispatch can tell "not served" from "unknown". */
+#define SQL_ROW_COLUMNS                                                                            \
+    "SELECT number, name2, secret, served, CASE WHEN served THEN integrations_config::text END "   \
+    "FROM (SELECT *, (active IS TRUE AND integrations_config IS NOT NULL) AS served "              \
+    "FROM enterprises) e "
 
-#define SQL_LOAD_ALL                                                                               \
-    "SELECT number, integrations_config::text FROM enterprises "                                   \
-    "WHERE active AND integrations_config IS NOT NULL"
+#define SQL_LOAD_ONE SQL_ROW_COLUMNS "WHERE number = $1"
+#define SQL_LOAD_ALL SQL_ROW_COLUMNS
 
 /* One statement: other keys untouched, NULL treated as {}. Returns whether the row is served. */
 #define SQL_PUT_CONFIG                                                                             \
     "UPDATE enterprises SET integrations_config = "                                                \
     "COALESCE(integrations_config, '{}'::jsonb) || jsonb_build_object($2::text, $3::jsonb) "       \
-    "WHERE number = $1 RETURNING number, (active IS TRUE), integrations_config::text"
+    "WHERE number = $1 RETURNING number, name2, secret, (active IS TRUE), "                        \
+    "integrations_config::text"
 
 #define SQL_HEARTBEAT "SELECT pg_notify('integration_cache_heartbeat', $1)"
 #define SQL_LISTEN_CONFIG "LISTEN integration_config_changed"

@@ -5,6 +5,7 @@
  * service, and is retried with backoff. Requests for a refresh while one runs share it.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "db/loader_int.h"
 #include "db/queries.h"
@@ -19,14 +20,21 @@ static void refresh_row(struct pg_query *q, const PGresult *row)
     struct refresh_state *r = &l->refresh;
     const char *number = PQgetvalue(row, 0, 0);
     const char *why = NULL;
-    struct cache_entry *e =
-        entry_build(number, PQgetvalue(row, 0, 1), (size_t)PQgetlength(row, 0, 1),
-                    (size_t)l->set->max_config_bytes, &r->clock, r->seq, &r->problems, &why);
+    struct cache_entry *e = NULL;
+    if (PQgetvalue(row, 0, 3)[0] == 't') {
+        e = entry_build(number, PQgetvalue(row, 0, 4), (size_t)PQgetlength(row, 0, 4),
+                        (size_t)l->set->max_config_bytes, &r->clock, r->seq, &r->problems, &why);
+        if (!e) {
+            r->skipped++;
+            log_warn("skipping enterprise %.32s: %s", number, why);
+        }
+    }
     if (e) {
+        entry_set_tokens(e, PQgetvalue(row, 0, 1), PQgetvalue(row, 0, 2));
         cache_table_add(r->table, e);
-    } else {
-        r->skipped++;
-        log_warn("skipping enterprise %.32s: %s", number, why);
+    } else if (param_valid(PARAM_ENTERPRISE, number, strlen(number))) {
+        cache_table_add_token(r->table, PQgetvalue(row, 0, 1), number);
+        cache_table_add_token(r->table, PQgetvalue(row, 0, 2), number);
     }
 }
 

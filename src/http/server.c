@@ -143,9 +143,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!cr)
         return first_call(s, conn, url, method, con_cls);
     if (*upload_data_size) {
-        if (buf_append(&cr->req.body, upload_data, *upload_data_size) != 0)
-            return MHD_NO; /* a chunked body past the limit: no answer can be formed, close */
+        size_t n = *upload_data_size;
         *upload_data_size = 0;
+        /* A chunked body past the limit: libmicrohttpd 0.9.75 cannot answer before the body
+         * ends (MHD_queue_response is refused mid-upload), so the connection is closed; a
+         * Content-Length over the limit is answered 413 in first_call. */
+        if (buf_append(&cr->req.body, upload_data, n) != 0)
+            return MHD_NO;
         return MHD_YES;
     }
     struct http_reply rep = {0};

@@ -61,6 +61,13 @@ class ResilienceTest(IntegrationTestCase):
   def health(self, svc):
     return svc.get("/health").body
 
+  def wait_health(self, svc, predicate, timeout, message):
+    """Polls /health until predicate(body) holds; returns that body."""
+    def check():
+      body = self.health(svc)
+      return body if predicate(body) else None
+    return wait_until(check, timeout, interval=0.2, message=message)
+
   def test_database_down_then_back(self):
     svc = self.start()
     self.assertEqual(svc.get("/integrations/0101").status, 200)
@@ -79,9 +86,8 @@ class ResilienceTest(IntegrationTestCase):
     self.assertTrue(r.body["detail"].startswith("refresh failed:"), r.body)
     self.assertEqual(svc.get("/integrations/0102").status, 200)
     # health shows it
-    h = wait_until(lambda: (lambda b: b if b["database_connected"] is False and
-                            "database disconnected" in b["alerts"] else None)(self.health(svc)),
-                   15, interval=0.25, message="/health reports the database")
+    h = self.wait_health(svc, lambda b: b["database_connected"] is False and
+                         "database disconnected" in b["alerts"], 15, "/health reports the database")
     self.assertEqual(h["status"], "degraded")
     # with nothing cached there is nothing to answer with
     r = svc.get("/integrations/0555", timeout=30)
@@ -96,8 +102,8 @@ class ResilienceTest(IntegrationTestCase):
     wait_until(lambda: svc.get("/integrations/0101").body["integrations"] ==
                {"retailcrm": False}, 20, interval=0.2,
                message="an UPDATE after the database came back is served")
-    h = wait_until(lambda: (lambda b: b if b["database_connected"] is True else None)(
-      self.health(svc)), 20, interval=0.2, message="/health sees the database again")
+    h = self.wait_health(svc, lambda b: b["database_connected"] is True, 20,
+                         "/health sees the database again")
     self.assertNotIn("database disconnected", h["alerts"])
     wait_until(lambda: "listener reconnected" in svc.log_text(), 20, interval=0.2,
                message="log says the listener reconnected")
@@ -116,8 +122,8 @@ class ResilienceTest(IntegrationTestCase):
     svc = self.start()
     self.assertEqual(svc.get("/integrations/0101").status, 200)
     self.cluster.stop()
-    wait_until(lambda: svc.get("/health").body["database_connected"] is False, 15, interval=0.25,
-               message="/health reports the database")
+    self.wait_health(svc, lambda b: b["database_connected"] is False, 15,
+                     "/health reports the database")
     self.cluster.start()
     wait_until(lambda: "listener reconnected" in svc.log_text(), 20, interval=0.2,
                message="listener reconnected")
@@ -146,8 +152,8 @@ class ResilienceTest(IntegrationTestCase):
     svc = self.start(wait_ready=False)
     self.assertEqual(svc.wait_listening(), 503)
     self.assertIsNone(svc.stats()["last_full_refresh"])
-    h = wait_until(lambda: (lambda b: b if "database disconnected" in b["alerts"] else None)(
-      self.health(svc)), 5, message="/health reports the database")
+    h = self.wait_health(svc, lambda b: "database disconnected" in b["alerts"], 5,
+                         "/health reports the database")
     self.assertEqual(h["status"], "degraded")
     self.assertIs(h["database_connected"], False)
     self.assertIn("cache empty", h["alerts"])
