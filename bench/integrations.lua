@@ -28,8 +28,8 @@ function init(args)
   for i = 0, count - 1 do
     requests[#requests + 1] = wrk.format("GET", string.format("/integrations/%04d", first + i))
   end
-  -- spread the threads over the range: thread k starts 397*k entries in (397 is prime, so the
-  -- starting points stay distinct for any range of at least that many numbers)
+  -- spread the threads over the range: thread k starts 397*k entries in, so that two threads do
+  -- not ask for the same enterprise at the same moment
   local index = thread_index or 0
   next_request = (index * 397) % #requests + 1
 end

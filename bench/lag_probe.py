@@ -9,8 +9,8 @@ query and the publication of the new entry. Samples run back to back; each one f
 the previous one set, so every sample is a real change that fires the trigger.
 
 Prints one JSON object on stdout: samples, p50/p99/max/mean in ms, polls per sample, timeouts,
-non-200 answers, and `trace`: every sample in order as [Unix time of t0, delay ms] (to line up an
-outlier with the service log). A sample that does not see its value within --deadline seconds counts as a
+non-200 answers, and `trace`: every sample in order as [Unix time before the UPDATE, Unix time of
+t0, delay ms or null, polls, longest poll ms] (to line up an outlier with the service log). A sample that does not see its value within --deadline seconds counts as a
 timeout (and is left out of the percentiles, which are then reported as incomplete by run.sh).
 
 Needs psycopg2 (Debian: python3-psycopg2) and the standard library.
@@ -109,30 +109,36 @@ def main():
     sys.exit("lag_probe: GET %s does not show %r" % (poller.path, args.integration))
 
   delays, polls, timeouts = [], [], 0
-  trace = []  # per sample, in order: [wall clock of t0, delay in ms or None for a timeout]
+  # per sample, in order: [Unix time before the UPDATE, Unix time of t0, delay ms (None: timed
+  # out), polls, longest poll ms] -- to line a slow sample up with the service log
+  trace = []
   path = "{%s,enabled}" % args.integration
   for _ in range(args.samples):
     want = not current
+    wall_pre = time.time()
     cur.execute(FLIP_SQL, (path, "true" if want else "false", number))
     if cur.rowcount != 1:
       sys.exit("lag_probe: UPDATE of enterprise %s touched %d rows" % (number, cur.rowcount))
     db.commit()
     t0 = time.perf_counter()
     wall0 = time.time()
-    n = 0
+    n, longest, t1 = 0, 0.0, t0
     while True:
       n += 1
+      before = t1
       seen = poller.enabled(args.integration)
       t1 = time.perf_counter()
+      longest = max(longest, t1 - before)
       if seen == want:
         delays.append((t1 - t0) * 1000.0)
         polls.append(n)
-        trace.append([round(wall0, 6), round(delays[-1], 3)])
         break
       if t1 - t0 > args.deadline:
         timeouts += 1
-        trace.append([round(wall0, 6), None])
         break
+    trace.append([round(wall_pre, 6), round(wall0, 6),
+                  round((t1 - t0) * 1000.0, 3) if seen == want else None, n,
+                  round(longest * 1000.0, 3)])
     current = want  # the database holds `want` now, timed out or not
 
   delays.sort()

@@ -15,6 +15,7 @@ Standard library only.
 import argparse
 import collections
 import csv
+import datetime
 import json
 import os
 import re
@@ -173,6 +174,52 @@ def lag_table(d, load_wrk):
   return table(header, rows) + "\n\n" + note
 
 
+def service_log(d):
+  """[(unix time, line)] of the service log; its timestamps are local time, like the probe's."""
+  out = []
+  for line in read_text(os.path.join(d, "service.log")).splitlines():
+    try:
+      t = datetime.datetime.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+    except ValueError:
+      continue
+    out.append((t, line))
+  return out
+
+
+def lag_outliers(d):
+  """Slow samples lined up with the service log: when did the service log the notification (the
+  LISTEN connection delivered it) and what else did it log meanwhile? That separates a late
+  NOTIFY (database or scheduling) from a slow reload inside the service."""
+  log = service_log(d)
+  lines = []
+  for name, label in (("idle", "idle"), ("load", "under load")):
+    lag = read_json(os.path.join(d, "lag-%s.json" % name))
+    if not lag or not lag.get("trace"):
+      continue
+    p50 = lag["p50_ms"] or 0.0
+    limit = max(5.0, 10.0 * p50)
+    slow = [x for x in lag["trace"] if x[2] is None or x[2] > limit]
+    if not slow:
+      continue
+    lines.append("- %s: %d of %d samples over %.1f ms (10 × p50, at least 5 ms):"
+                 % (label, len(slow), len(lag["trace"]), limit))
+    note = "notification: enterprise %s" % lag["enterprise"]
+    for pre, w, ms, polls, longest in sorted(slow, key=lambda x: -(x[2] or 1e9))[:5]:
+      end = w + (ms if ms is not None else 5000.0) / 1000.0
+      notified = [t for t, l in log if note in l and pre <= t <= end]
+      other = sorted({re.sub(r"^\S+\s+", "", l) for t, l in log
+                      if w - 1.0 <= t <= end + 0.1 and "notification: enterprise" not in l})
+      lines.append("  - at %s: %s in %d poll%s (longest %s); the service logged the "
+                   "notification %s%s"
+                   % (datetime.datetime.fromtimestamp(w).strftime("%H:%M:%S.%f")[:-3],
+                      fmt_ms(ms) if ms is not None else "timed out", polls,
+                      "" if polls == 1 else "s", fmt_ms(longest),
+                      "%.1f ms after the commit returned" % ((notified[0] - w) * 1000.0)
+                      if notified else "(not found in the log)",
+                      "; meanwhile: " + "; ".join("`%s`" % o for o in other[:3]) if other else ""))
+  return "\n".join(lines)
+
+
 def detail_table(rows, clk_tck):
   header = ["server", "conns", "round", "status", "requests/s", "requests", "p50", "p99", "max",
             "server CPU s", "split (per process/thread)", "CPU s / 1k req", "wrk CPU s",
@@ -303,6 +350,14 @@ def main():
   md.append("")
   md.append(lag)
   md.append("")
+  outliers = lag_outliers(d)
+  if outliers:
+    md.append("Slow samples, lined up with the service log (timestamps to the millisecond; "
+              "the service logs `notification: enterprise N` when its LISTEN connection hands "
+              "it the NOTIFY):")
+    md.append("")
+    md.append(outliers)
+    md.append("")
   md.append("## Service health during the run")
   md.append("")
   md.append(service_health(d))

@@ -235,11 +235,12 @@ wrk_cmd() {
 # measure SERVER CONNS THREADS ROUND SECONDS: one wrk run; appends a row to results.tsv unless
 # ROUND is "warmup". Server CPU is read from /proc before and after; for nginx the master and all
 # its workers count. cpu_split lists the CPU seconds of each nginx process / service thread that
-# worked (to see whether the load spread over the cores). Before each run of ours the cache is refreshed (POST /cache/refresh), so no
-# entry reaches its 90 s TTL during the run and every request is a hit; /stats shows whether so.
+# worked (did the load spread over the cores?). Before each run of ours the cache is refreshed
+# (POST /cache/refresh, outside the measured window), so no entry reaches its 90 s TTL during the
+# run and every request is a hit; the /stats deltas show whether that held.
 measure() {
   local server=$1 conns=$2 threads=$3 round=$4 secs=$5
-  local port pids statfiles out="$tmp/wrk/$server-c$conns-$round"
+  local port pid pids statfiles out="$tmp/wrk/$server-c$conns-$round"
   if [ "$server" = ours ]; then
     port=$svc_port
     pids=("$svc_pid")
@@ -335,7 +336,6 @@ lag() {
 }
 
 log "update-to-served delay: $LAG_SAMPLES samples, idle"
-curl -fsS -X POST --max-time 10 "http://127.0.0.1:$svc_port/cache/refresh" >/dev/null || true
 lag idle
 
 log "update-to-served delay: $LAG_SAMPLES samples, under load (wrk -t1 -c50 on the service)"

@@ -12,7 +12,8 @@ bin=$root/build/integration_cache
 listen=${IC_LISTEN:-127.0.0.1:8020}
 
 [ -x "$bin" ] || { echo "demo: $bin not found; run 'make build' first" >&2; exit 1; }
-command -v psql >/dev/null || { echo "demo: psql not found (scripts/install-deps.sh test)" >&2; exit 1; }
+command -v psql >/dev/null ||
+  { echo "demo: psql not found (scripts/install-deps.sh test)" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ic-demo.XXXXXX")
 svc_pid=""

@@ -165,7 +165,8 @@ def row_sql(number, active, config):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--count", type=int, default=50, help="demo enterprises (default 50)")
-  parser.add_argument("--first", type=int, default=100, help="first enterprise number (default 100)")
+  parser.add_argument("--first", type=int, default=100,
+                      help="first enterprise number (default 100)")
   parser.add_argument("--config-bytes", type=int, default=0, metavar="B",
                       help="pad each integrations_config to about B bytes of JSON (benchmarks)")
   parser.add_argument("--extras", action=argparse.BooleanOptionalAction, default=True,

@@ -2,6 +2,8 @@
 #pragma once
 #include "cache/store.h"
 #include "db/loader.h"
+#include "dispatch/dedup.h"
+#include "dispatch/dispatcher.h"
 #include "settings.h"
 #include "stats.h"
 
@@ -10,5 +12,8 @@ struct app {
     struct cache_store *store;
     struct loader *loader;
     struct stats *stats;
+    struct dedup *dedup;
+    struct dispatcher *dispatcher;
+    struct lookup *lookup;
     double started_mono;
 };

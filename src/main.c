@@ -15,7 +15,11 @@
 #include "db/loader.h"
 #include "db/migrate.h"
 #include "http/server.h"
+#include "dispatch/dedup.h"
+#include "dispatch/dispatcher.h"
 #include "io/loop.h"
+#include "lookup/lookup.h"
+#include "upstream/upstream.h"
 #include "settings.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -64,6 +68,11 @@ static int signals_to_fd(void)
     return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
+static void drop_lookups(void *lookup, const char *number)
+{
+    lookup_invalidate(lookup, number);
+}
+
 static int serve(struct settings *set)
 {
     static struct stats stats;
@@ -74,21 +83,31 @@ static int serve(struct settings *set)
         return 1;
     }
     struct io_loop *loop = io_loop_new();
+    struct upstream *up = upstream_new(loop, 0);
     app.store = cache_store_new();
     app.loader = loader_new(loop, set, app.store, &stats);
-    shutdown_state.http = http_server_start(&app);
-    int rc = 0;
-    if (shutdown_state.http) {
+    app.dedup = dedup_new((size_t)set->dedup_capacity);
+    app.lookup = lookup_new(loop, set, &stats, up);
+    loader_on_change(app.loader, drop_lookups, app.lookup);
+    app.dispatcher = dispatcher_new(loop, set, &stats, up, app.dedup);
+    int rc = 1;
+    if (app.dispatcher && (shutdown_state.http = http_server_start(&app)) != NULL) {
         shutdown_state.signals = (struct io_watch){.fd = sfd, .events = EPOLLIN, .fn = on_signal};
         io_watch_add(loop, &shutdown_state.signals);
         loader_start(app.loader);
+        dispatcher_start(app.dispatcher);
         io_loop_run(loop);
-    } else {
-        rc = 1;
+        rc = 0;
     }
+    /* Everything below answers what still waits, so that no suspended request is left. */
     io_loop_run_pending(loop); /* requests handed over just before the stop */
-    loader_free(app.loader);   /* answers whatever still waits on the database */
+    loader_free(app.loader);
+    dispatcher_close(app.dispatcher);
+    upstream_free(up);               /* look-ups answer nulls; deliveries end unrecorded */
+    dispatcher_free(app.dispatcher); /* queued events go to the spool */
     http_server_stop(shutdown_state.http);
+    lookup_free(app.lookup);
+    dedup_free(app.dedup);
     io_loop_free(loop);
     cache_store_free(app.store);
     close(sfd);

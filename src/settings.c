@@ -82,6 +82,35 @@ static const struct setting_def defs[] = {
      "base URL of the U-ON integration service"},
     {"ms-url", "IC_MS_URL", T_URL, "http://127.0.0.1:8023", 0, 0, OFF(ms_url), false,
      "base URL of the MoySklad integration service"},
+    {"delivery-timeout", "IC_DELIVERY_TIMEOUT", T_SECONDS, "3", 0.05, 600, OFF(delivery_timeout),
+     false, "a delivery to an integration service taking longer counts as failed"},
+    {"retry-min", "IC_RETRY_MIN", T_SECONDS, "1", 0.01, 86400, OFF(retry_min), false,
+     "first delay before retrying a failed delivery (doubles, with jitter)"},
+    {"retry-max", "IC_RETRY_MAX", T_SECONDS, "300", 0.01, 86400, OFF(retry_max), false,
+     "longest delay between retries of one delivery"},
+    {"retry-horizon", "IC_RETRY_HORIZON", T_SECONDS, "86400", 1, 2592000, OFF(retry_horizon), false,
+     "a delivery still failing this long after the event was accepted is abandoned"},
+    {"dispatch-poll", "IC_DISPATCH_POLL", T_SECONDS, "0.5", 0.01, 60, OFF(dispatch_poll), false,
+     "seconds between outbox polls for due retries and other replicas' events"},
+    {"delivery-concurrency", "IC_DELIVERY_CONCURRENCY", T_LONG, "32", 1, 10000,
+     OFF(delivery_concurrency), false, "deliveries in flight per integration service"},
+    {"breaker-failures", "IC_BREAKER_FAILURES", T_LONG, "5", 1, 1000, OFF(breaker_failures), false,
+     "consecutive failures that open a service's circuit breaker"},
+    {"breaker-cooldown", "IC_BREAKER_COOLDOWN", T_SECONDS, "10", 0.05, 3600, OFF(breaker_cooldown),
+     false, "seconds an open breaker waits before it lets one probe through"},
+    {"dedup-capacity", "IC_DEDUP_CAPACITY", T_LONG, "100000", 16, 100000000, OFF(dedup_capacity),
+     false, "call events remembered for duplicate detection (oldest forgotten first)"},
+    {"outbox-retention", "IC_OUTBOX_RETENTION", T_SECONDS, "3600", 300, 31536000,
+     OFF(outbox_retention), false, "delivered and abandoned outbox rows are deleted after this"},
+    {"spool-dir", "IC_SPOOL_DIR", T_STRING, "var/spool", 0, 0, OFF(spool_dir), false,
+     "where accepted events wait, fsync'd, while the database is unreachable"},
+    {"instance", "IC_INSTANCE", T_STRING, NULL, 0, 0, OFF(instance), false,
+     "this replica's name in the outbox; keep it stable across restarts "
+     "(default <hostname>:<listen>)"},
+    {"lookup-ttl", "IC_LOOKUP_TTL", T_SECONDS, "90", 0, 86400, OFF(lookup_ttl), false,
+     "seconds a customer look-up result (including not found) is reused"},
+    {"lookup-timeout", "IC_LOOKUP_TIMEOUT", T_SECONDS, "2.5", 0.05, 60, OFF(lookup_timeout), false,
+     "deadline of one customer look-up, both attempts included"},
 };
 
 #define NDEFS (sizeof defs / sizeof defs[0])
@@ -319,6 +348,11 @@ int settings_load(struct settings *s, int argc, char **argv, const char *(*get_e
     if (s->threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         s->threads = n > 0 ? (int)n : 1;
+    }
+    if (s->retry_max < s->retry_min) {
+        fprintf(err, "integration_cache: --retry-max (IC_RETRY_MAX) is below --retry-min "
+                     "(IC_RETRY_MIN)\n");
+        return -1;
     }
     if (s->reconnect_max < s->reconnect_min) {
         fprintf(err, "integration_cache: --reconnect-max (IC_RECONNECT_MAX) is below "

@@ -29,6 +29,14 @@ struct settings {
     char *log_file;
     int log_level;
     char *retailcrm_url, *uon_url, *ms_url;
+    /* dispatch (SPEC §6) */
+    double delivery_timeout, retry_min, retry_max, retry_horizon, dispatch_poll;
+    double breaker_cooldown, outbox_retention;
+    long delivery_concurrency, breaker_failures, dedup_capacity;
+    char *spool_dir;
+    char *instance; /* outbox lock owner; NULL: <hostname>:<listen> */
+    /* customer look-ups (SPEC §7) */
+    double lookup_ttl, lookup_timeout;
 };
 
 /* Parses argv and the environment (through `get_env`, normally getenv) into `s`.

@@ -23,7 +23,16 @@
     X(database_errors)                                                                             \
     X(validation_problems)                                                                         \
     X(stale_served)                                                                                \
-    X(expired_removed)
+    X(expired_removed)                                                                             \
+    X(dispatch_accepted)                                                                           \
+    X(dispatch_duplicates)                                                                         \
+    X(dispatch_spooled)                                                                            \
+    X(dispatch_delivered)                                                                          \
+    X(dispatch_retried)                                                                            \
+    X(dispatch_abandoned)                                                                          \
+    X(lookup_hits)                                                                                 \
+    X(lookup_misses)                                                                               \
+    X(lookup_failures)
 
 struct stats {
 #define STATS_FIELD(name) atomic_ulong name;

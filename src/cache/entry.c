@@ -218,6 +218,7 @@ struct cache_entry *entry_build(const char *number, const char *config, size_t l
     struct cache_entry *e = NULL;
     if (doc_parse(&d, config, len, why) == 0) {
         e = entry_alloc(number, seq);
+        e->known = true;
         e->loaded_mono = clock->mono_now;
         e->expires_mono = clock->mono_now + clock->ttl;
         e->created_at = clock->real_now;

@@ -31,6 +31,7 @@ struct cache_entry {
     double expires_mono; /* served as a hit until then */
     double created_at;   /* epoch seconds, what clients see */
     bool negative;       /* the enterprise is not served: a short-lived "no" */
+    bool known;          /* a row exists for it (a negative entry may still be known) */
     char number[PARAM_MAX_LEN + 1];
     char *name2, *secret;            /* dispatch tokens; NULL when empty (entry_set_tokens) */
     unsigned enabled_targets;        /* bit (1 << target_id) per enabled dispatch target */

@@ -70,6 +70,7 @@ static void listener_notify(struct pg_conn *c, const char *channel, const char *
     if (number) {
         log_info("notification: enterprise %s", number);
         loader_load(l, number, NULL, true);
+        loader_changed(l, number);
     } else {
         STAT_INC(l->stats, notifications_ignored);
         log_warn("ignoring a malformed %s notification (%zu bytes)", CHANNEL_CONFIG,

@@ -86,6 +86,7 @@ static struct cache_entry *entry_from_row(struct loader *l, const PGresult *res,
     }
     if (!e)
         e = entry_new_negative(number, clock.mono_now, l->set->negative_ttl, seq);
+    e->known = true;
     entry_set_tokens(e, PQgetvalue(res, row, 1), PQgetvalue(res, row, 2));
     return e;
 }
@@ -235,10 +236,23 @@ static void run_request(struct io_loop *loop, struct io_task *task)
         break;
     case LOADER_INVALIDATE:
         cache_remove(l->store, r->number);
+        loader_changed(l, r->number);
         log_info("cache invalidated: enterprise %s", r->number);
         loader_finish(r, 200, NULL);
         break;
     }
+}
+
+void loader_on_change(struct loader *l, void (*fn)(void *ctx, const char *number), void *ctx)
+{
+    l->on_change = fn;
+    l->on_change_ctx = ctx;
+}
+
+void loader_changed(struct loader *l, const char *number)
+{
+    if (l->on_change)
+        l->on_change(l->on_change_ctx, number);
 }
 
 void loader_submit(struct loader *l, struct loader_request *r)

@@ -54,3 +54,7 @@ void loader_free(struct loader *l);
 
 /* Any thread. */
 void loader_submit(struct loader *l, struct loader_request *r);
+
+/* Called on the I/O thread whenever an enterprise changed (notification) or was invalidated, so
+ * that what is derived from it elsewhere (customer look-ups) can be dropped too. */
+void loader_on_change(struct loader *l, void (*fn)(void *ctx, const char *number), void *ctx);

@@ -41,7 +41,12 @@ struct loader {
     bool heartbeat_outstanding, heartbeat_busy, listening;
     struct pg_query heartbeat_q, listen_q[2];
     char instance_id[48];
+    void (*on_change)(void *ctx, const char *number);
+    void *on_change_ctx;
 };
+
+/* Tells loader_on_change's listener that `number` changed. */
+void loader_changed(struct loader *l, const char *number);
 
 /* loader.c */
 void loader_load(struct loader *l, const char *number, struct loader_request *waiter,

@@ -11,6 +11,13 @@ void handle_put_config(struct app *app, struct http_request *req, struct http_re
 void handle_invalidate(struct app *app, struct http_request *req, struct http_reply *rep);
 void handle_refresh(struct app *app, struct http_request *req, struct http_reply *rep);
 void handle_entries(struct app *app, struct http_request *req, struct http_reply *rep);
+/* routes_dispatch.c: call-event intake */
+void handle_dispatch(struct app *app, struct http_request *req, struct http_reply *rep);
+/* routes_lookup.c: customer look-ups via the primary CRM */
+void handle_customer_name(struct app *app, struct http_request *req, struct http_reply *rep);
+void handle_customer_profile(struct app *app, struct http_request *req, struct http_reply *rep);
+void handle_responsible_extension(struct app *app, struct http_request *req,
+                                  struct http_reply *rep);
 /* routes_ops.c: operators' routes */
 void handle_stats(struct app *app, struct http_request *req, struct http_reply *rep);
 void handle_health(struct app *app, struct http_request *req, struct http_reply *rep);

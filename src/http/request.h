@@ -42,8 +42,10 @@ struct http_request {
     struct buf body;
     bool resumed;             /* the handler is called again after http_resume */
     struct loader_request op; /* the I/O-thread work of a suspended request */
-    void *conn;               /* server-private */
-    bool suspended;           /* server-private */
+    void *ctx;                /* a handler's own per-request state, freed with ctx_free */
+    void (*ctx_free)(void *ctx);
+    void *conn;     /* server-private */
+    bool suspended; /* server-private */
 };
 
 /* On the handler's thread, before handing the request to another thread. False when the server
@@ -51,6 +53,9 @@ struct http_request {
 bool http_suspend(struct http_request *req);
 /* Any thread: the handler will be called again to answer. */
 void http_resume(struct http_request *req);
+
+/* A query-string argument of the request, or NULL. Valid during the handler call. */
+const char *http_query(struct http_request *req, const char *name);
 
 /* Reply helpers. */
 void reply_static(struct http_reply *r, int status, const char *body);      /* literal or static */

@@ -48,6 +48,8 @@ void handle_stats(struct app *app, struct http_request *req, struct http_reply *
     buf_printf(&b, ",\"listener_reconnects\":%lu", STAT_GET(st, listener_reconnects));
     buf_printf(&b, ",\"last_refresh_ms\":%.1f", atomic_load(&st->last_refresh_ms));
     buf_printf(&b, ",\"database_connected\":%s", atomic_load(&st->db_connected) ? "true" : "false");
+    if (app->dispatcher)
+        dispatcher_stats_json(app->dispatcher, &b);
     buf_printf(&b, ",\"uptime_seconds\":%.1f}", time_mono_now() - app->started_mono);
     reply_buf(rep, 200, &b);
 }

@@ -61,6 +61,11 @@ bool http_suspend(struct http_request *req)
     return true;
 }
 
+const char *http_query(struct http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
 void http_resume(struct http_request *req)
 {
     MHD_resume_connection(req->conn);
@@ -179,6 +184,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     buf_deinit(&cr->req.body);
     entry_unref(cr->req.op.entry);
+    if (cr->req.ctx_free)
+        cr->req.ctx_free(cr->req.ctx);
     free(cr);
     *con_cls = NULL;
 }

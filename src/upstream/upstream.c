@@ -7,6 +7,7 @@
 #include "upstream/upstream.h"
 
 #include <curl/curl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,7 @@ struct upstream {
     CURLM *multi;
     struct io_timer timer;
     size_t active;
+    bool closing;
     struct upstream_req *inflight; /* every transfer started and not yet finished */
 };
 
@@ -163,6 +165,10 @@ struct upstream *upstream_new(struct io_loop *loop, long max_per_host)
 
 void upstream_send(struct upstream *u, struct upstream_req *r)
 {
+    if (u->closing) { /* a retry asked for while shutting down */
+        r->done(r, 0, "", 0, "shutting down");
+        return;
+    }
     CURL *easy = curl_easy_init();
     struct curl_slist *headers = NULL;
     headers = curl_slist_append(headers, "Content-Type: application/json");
@@ -203,6 +209,7 @@ void upstream_free(struct upstream *u)
 {
     if (!u)
         return;
+    u->closing = true;
     while (u->inflight)
         finish(u, u->inflight, 0, "shutting down");
     io_timer_disarm(u->loop, &u->timer);

@@ -228,6 +228,11 @@ class PgCluster:
                                                             sql[:2000]))
     return proc.stdout.rstrip("\n")
 
+  def rows(self, sql):
+    """psql() split into rows of '|'-separated columns (text; empty text for NULL)."""
+    out = self.psql(sql)
+    return [tuple(line.split("|")) for line in out.splitlines()] if out else []
+
   def config_of(self, number):
     """integrations_config of one enterprise from the database, parsed (None for NULL)."""
     out = self.psql("SELECT coalesce(integrations_config::text, 'null') FROM enterprises "
@@ -312,6 +317,15 @@ class Service:
 
   def running(self):
     return self.proc is not None and self.proc.poll() is None
+
+  def restart(self, wait_ready=True):
+    """Starts the same service again after it exited or was killed: same arguments, environment
+    and working directory (so the same spool and log file), a new port."""
+    if self.running():
+      raise AssertionError("%s is still running; stop or kill it first" % self.name)
+    if self in _LIVE:
+      _LIVE.remove(self)
+    return self.start(wait_ready)
 
   def _check_alive(self):
     if self.proc is not None and self.proc.poll() is not None:

@@ -298,6 +298,22 @@ static const struct bound bounds[] = {
      {"1023", "67108865", "4096.25"},
      {"1024", "67108864"},
      NULL},
+    {"delivery-timeout", "IC_DELIVERY_TIMEOUT", {"0.04", "601"}, {"0.05", "600"}, NULL},
+    {"retry-min", "IC_RETRY_MIN", {"0.009", "86401"}, {"0.01", "300"}, NULL},
+    {"retry-max", "IC_RETRY_MAX", {"0.009", "86401"}, {"1", "86400"}, NULL},
+    {"retry-horizon", "IC_RETRY_HORIZON", {"0.9", "2592001"}, {"1", "2592000"}, NULL},
+    {"dispatch-poll", "IC_DISPATCH_POLL", {"0.009", "61"}, {"0.01", "60"}, NULL},
+    {"delivery-concurrency",
+     "IC_DELIVERY_CONCURRENCY",
+     {"0", "10001", "2.5"},
+     {"1", "10000"},
+     NULL},
+    {"breaker-failures", "IC_BREAKER_FAILURES", {"0", "1001", "2.5"}, {"1", "1000"}, NULL},
+    {"breaker-cooldown", "IC_BREAKER_COOLDOWN", {"0.04", "3601"}, {"0.05", "3600"}, NULL},
+    {"dedup-capacity", "IC_DEDUP_CAPACITY", {"15", "100000001", "20.5"}, {"16", "100000000"}, NULL},
+    {"outbox-retention", "IC_OUTBOX_RETENTION", {"299", "31536001"}, {"300", "31536000"}, NULL},
+    {"lookup-ttl", "IC_LOOKUP_TTL", {"-1", "86401"}, {"0", "86400"}, NULL},
+    {"lookup-timeout", "IC_LOOKUP_TIMEOUT", {"0.04", "61"}, {"0.05", "60"}, NULL},
 };
 
 /* Malformed for every numeric setting. */

@@ -32,4 +32,44 @@ CREATE OR REPLACE TRIGGER integration_cache_notify
     AFTER INSERT OR DELETE OR UPDATE ON enterprises
     FOR EACH ROW EXECUTE FUNCTION integration_cache_notify();
 
+-- The dispatch outbox (SPEC §6.2): one row per accepted event and target. Workers of any replica
+-- claim due rows with FOR UPDATE SKIP LOCKED and hold them with a lease (locked_by/locked_until).
+CREATE TABLE IF NOT EXISTS integration_cache_outbox (
+    id bigserial PRIMARY KEY,
+    event_id text NOT NULL,
+    enterprise_number text NOT NULL,
+    unique_id text NOT NULL,
+    event_type text NOT NULL,
+    target text NOT NULL,
+    payload jsonb NOT NULL,
+    state text NOT NULL DEFAULT 'pending',
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    locked_by text,
+    locked_until timestamptz,
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    delivered_at timestamptz,
+    UNIQUE (event_id, target)
+);
+CREATE INDEX IF NOT EXISTS integration_cache_outbox_due
+    ON integration_cache_outbox (target, next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS integration_cache_outbox_call
+    ON integration_cache_outbox (unique_id, target);
+CREATE INDEX IF NOT EXISTS integration_cache_outbox_created
+    ON integration_cache_outbox (created_at);
+
+-- Finished deliveries to uon and ms (SPEC §6.5). Left alone if the platform already has it.
+CREATE TABLE IF NOT EXISTS integration_logs (
+    id bigserial PRIMARY KEY,
+    enterprise_number text NOT NULL,
+    integration_type text NOT NULL,
+    event_type text NOT NULL,
+    request_data jsonb,
+    response_data jsonb,
+    status text NOT NULL,
+    error_message text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
 COMMIT;

@@ -1,0 +1,489 @@
+/*
+ * Delivery of outbox rows (SPEC §6.1, §6.2). Per target, a claim takes due rows with
+ * FOR UPDATE SKIP LOCKED under a lease, up to the target's free delivery slots and what its
+ * breaker allows; each row is rendered and POSTed through the shared libcurl loop; outcomes are
+ * written back in batches (delivered, retry later with backoff and jitter, or abandoned), with
+ * integration_logs rows for uon and ms. Targets never wait on each other: each has its own slots,
+ * breaker and claim.
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dispatch/dispatch_int.h"
+#include "dispatch/event.h"
+#include "dispatch/queries.h"
+#include "util/container.h"
+#include "util/log.h"
+#include "util/params.h"
+#include "util/rand.h"
+#include "util/timeutil.h"
+#include "util/xalloc.h"
+
+#define LOG_BODY_MAX 65536
+
+/* An outcome waiting to be written back. */
+struct mark {
+    long long id;
+    const char *state; /* "delivered", "pending" (retry) or "abandoned" */
+    double delay;
+    char *error;
+    json_t *log_row; /* integration_logs row, or NULL */
+    struct mark *next;
+};
+
+struct delivery {
+    struct upstream_req req;
+    struct dispatcher *d;
+    enum target_id target;
+    long long id;
+    char event_id[64], number[PARAM_MAX_LEN + 1], event_type[8];
+    json_t *payload;
+    char *transform;
+    bool synthetic_first; /* retailcrm: a dial goes out before this hangup */
+    int attempts;
+    double created_at;
+    struct delivery_body body;
+};
+
+static void claim(struct dispatcher *d, enum target_id t);
+
+static void flush_marks(struct dispatcher *d);
+
+static double lease_seconds(const struct dispatcher *d)
+{
+    double lease = d->set->delivery_timeout * 4 + 10;
+    return lease < 30 ? 30 : lease;
+}
+
+static void add_mark(struct dispatcher *d, struct delivery *dl, const char *state, double delay,
+                     const char *error, long status, const char *response, size_t response_len)
+{
+    struct mark *m = xcalloc(1, sizeof *m);
+    m->id = dl->id;
+    m->state = state;
+    m->delay = delay;
+    m->error = error ? xstrdup(error) : NULL;
+    bool finished = strcmp(state, "pending") != 0;
+    if (finished && (dl->target == TARGET_UON || dl->target == TARGET_MS)) {
+        json_t *row = json_object();
+        json_object_set_new(row, "enterprise_number", json_string(dl->number));
+        json_object_set_new(row, "integration_type", json_string(target_names[dl->target]));
+        json_object_set_new(row, "event_type", json_string(dl->event_type));
+        json_t *req = dl->body.json ? json_loads(dl->body.json, 0, NULL) : NULL;
+        json_object_set_new(row, "request_data", req ? req : json_null());
+        json_t *resp = response && response_len && response_len <= LOG_BODY_MAX
+                           ? json_loadb(response, response_len, 0, NULL)
+                           : NULL;
+        if (!resp && status)
+            resp = json_pack("{s:I}", "status", (json_int_t)status);
+        json_object_set_new(row, "response_data", resp ? resp : json_null());
+        json_object_set_new(row, "status",
+                            json_string(strcmp(state, "delivered") == 0 ? "success" : "error"));
+        json_object_set_new(row, "error_message", error ? json_string(error) : json_null());
+        m->log_row = row;
+    }
+    m->next = d->marks;
+    d->marks = m;
+    flush_marks(d);
+}
+
+static void free_delivery(struct delivery *dl)
+{
+    struct dispatcher *d = dl->d;
+    atomic_fetch_sub(&d->targets[dl->target].stats.in_flight, 1);
+    json_decref(dl->payload);
+    free(dl->transform);
+    free(dl->body.json);
+    free(dl->req.url);
+    free(dl);
+}
+
+static double retry_delay(const struct dispatcher *d, int attempts)
+{
+    double delay = d->set->retry_min;
+    for (int i = 1; i < attempts && delay < d->set->retry_max; i++)
+        delay *= 2;
+    if (delay > d->set->retry_max)
+        delay = d->set->retry_max;
+    return delay * (0.5 + 0.5 * rand_unit()); /* jitter: spread retries of a burst */
+}
+
+static bool retryable(long status)
+{
+    return status == 0 || status >= 500 || status == 408 || status == 429;
+}
+
+static void send_current(struct delivery *dl);
+
+static void on_response(struct upstream_req *r, long status, const char *body, size_t len,
+                        const char *error)
+{
+    struct delivery *dl = container_of(r, struct delivery, req);
+    struct dispatcher *d = dl->d;
+    struct target_state *ts = &d->targets[dl->target];
+    if (d->closing) { /* not an outcome: the row's lease lapses, or a restart releases it */
+        free_delivery(dl);
+        return;
+    }
+    const char *target = target_names[dl->target];
+    char why[160];
+    if (status >= 200 && status < 300) {
+        breaker_success(&ts->breaker);
+        atomic_store(&ts->stats.breaker, ts->breaker.state);
+        if (dl->synthetic_first) { /* the synthetic dial is through: now the hangup itself */
+            dl->synthetic_first = false;
+            send_current(dl);
+            return;
+        }
+        STAT_INC(d->stats, dispatch_delivered);
+        log_info("delivered: event %s to %s", dl->event_id, target);
+        add_mark(d, dl, "delivered", 0, NULL, status, body, len);
+        free_delivery(dl);
+        deliver_kick(d);
+        return;
+    }
+    if (status)
+        snprintf(why, sizeof why, "HTTP %ld", status);
+    else
+        snprintf(why, sizeof why, "%s", error ? error : "no response");
+    if (retryable(status)) {
+        breaker_failure(&ts->breaker, time_mono_now());
+        atomic_store(&ts->stats.breaker, ts->breaker.state);
+    }
+    double delay = retry_delay(d, dl->attempts);
+    bool past_horizon = time_real_now() + delay - dl->created_at > d->set->retry_horizon;
+    if (!retryable(status) || past_horizon) {
+        STAT_INC(d->stats, dispatch_abandoned);
+        log_warn("abandoned: event %s to %s after %d attempts (%s)", dl->event_id, target,
+                 dl->attempts, why);
+        add_mark(d, dl, "abandoned", 0, why, status, body, len);
+    } else {
+        STAT_INC(d->stats, dispatch_retried);
+        log_warn("delivery failed: event %s to %s (%s); retry in %.1fs", dl->event_id, target, why,
+                 delay);
+        add_mark(d, dl, "pending", delay, why, status, body, len);
+    }
+    free_delivery(dl);
+}
+
+/* Renders and POSTs the delivery's current step (synthetic dial or the event itself). */
+static void send_current(struct delivery *dl)
+{
+    struct dispatcher *d = dl->d;
+    free(dl->body.json);
+    enum target_id t = dl->target;
+    if (delivery_render(t, dl->number, dl->payload, dl->synthetic_first, dl->transform,
+                        &dl->body) != 0) {
+        STAT_INC(d->stats, dispatch_abandoned);
+        log_error("abandoned: event %s to %s: malformed outbox payload", dl->event_id,
+                  target_names[t]);
+        add_mark(d, dl, "abandoned", 0, "malformed outbox payload", 0, NULL, 0);
+        free_delivery(dl);
+        return;
+    }
+    if (!dl->body.path) { /* nothing to send for this event and target (e.g. ms dial download) */
+        add_mark(d, dl, "delivered", 0, "not sent: not applicable to this target", 0, NULL, 0);
+        free_delivery(dl);
+        return;
+    }
+    size_t n = strlen(d->targets[t].base_url) + strlen(dl->body.path) + 1;
+    free(dl->req.url);
+    dl->req = (struct upstream_req){.method = "POST",
+                                    .url = xmalloc(n),
+                                    .body = dl->body.json,
+                                    .body_len = strlen(dl->body.json),
+                                    .timeout = d->set->delivery_timeout,
+                                    .done = on_response};
+    snprintf(dl->req.url, n, "%s%s", d->targets[t].base_url, dl->body.path);
+    upstream_send(d->up, &dl->req);
+}
+
+static void start_row(struct dispatcher *d, enum target_id t, const PGresult *res, int row)
+{
+    struct delivery *dl = xcalloc(1, sizeof *dl);
+    dl->d = d;
+    dl->target = t;
+    dl->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+    snprintf(dl->event_id, sizeof dl->event_id, "%s", PQgetvalue(res, row, 1));
+    snprintf(dl->number, sizeof dl->number, "%s", PQgetvalue(res, row, 2));
+    snprintf(dl->event_type, sizeof dl->event_type, "%s", PQgetvalue(res, row, 3));
+    dl->payload = json_loads(PQgetvalue(res, row, 4), 0, NULL);
+    dl->created_at = strtod(PQgetvalue(res, row, 5), NULL);
+    dl->attempts = (int)strtol(PQgetvalue(res, row, 6), NULL, 10);
+    const char *origin = json_string_value(json_object_get(dl->payload, "origin"));
+    dl->synthetic_first =
+        PQgetvalue(res, row, 7)[0] == 't' && !(origin && strcmp(origin, "download") == 0);
+    if (!PQgetisnull(res, row, 8))
+        dl->transform = xstrdup(PQgetvalue(res, row, 8));
+    atomic_fetch_add(&d->targets[t].stats.in_flight, 1);
+    send_current(dl);
+}
+
+static void claim_done(struct pg_query *q, const PGresult *res, const char *error)
+{
+    struct target_state *ts = container_of(q, struct target_state, claim_q);
+    struct dispatcher *d = q->ctx;
+    enum target_id t = (enum target_id)(ts - d->targets);
+    ts->claiming = false;
+    if (error || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_warn("outbox claim for %s failed: %s", target_names[t],
+                 error ? error : "unexpected result");
+        ts->breaker.probing = false;
+        return;
+    }
+    int n = PQntuples(res);
+    if (n == 0)
+        ts->breaker.probing = false; /* a half-open probe that found nothing to send */
+    for (int i = 0; i < n; i++)
+        start_row(d, t, res, i);
+    if (ts->claim_again || n > 0) {
+        ts->claim_again = false;
+        claim(d, t);
+    }
+}
+
+static void claim(struct dispatcher *d, enum target_id t)
+{
+    struct target_state *ts = &d->targets[t];
+    if (!d->started || pg_conn_state(d->delivery_conn) != PG_READY) {
+        return;
+    }
+    if (ts->claiming) {
+        ts->claim_again = true;
+        return;
+    }
+    long in_flight = atomic_load(&ts->stats.in_flight);
+    long free_slots = d->set->delivery_concurrency - in_flight;
+    if (free_slots <= 0)
+        return;
+    unsigned allowed = breaker_allow(&ts->breaker, time_mono_now(), (unsigned)free_slots);
+    atomic_store(&ts->stats.breaker, ts->breaker.state);
+    if (allowed == 0)
+        return;
+    ts->claiming = true;
+    snprintf(ts->claim_params[0], sizeof ts->claim_params[0], "%s", target_names[t]);
+    snprintf(ts->claim_params[1], sizeof ts->claim_params[1], "%u", allowed);
+    snprintf(ts->claim_params[2], sizeof ts->claim_params[2], "%.1f", lease_seconds(d));
+    ts->claim_q = (struct pg_query){.sql = d->sip_unit ? SQL_OUTBOX_CLAIM(SQL_TRANSFORM_SIP_UNIT)
+                                                       : SQL_OUTBOX_CLAIM(SQL_TRANSFORM_NONE),
+                                    .nparams = 4,
+                                    .on_done = claim_done,
+                                    .ctx = d};
+    ts->claim_q.params[0] = ts->claim_params[0];
+    ts->claim_q.params[1] = ts->claim_params[1];
+    ts->claim_q.params[2] = d->instance;
+    ts->claim_q.params[3] = ts->claim_params[2];
+    pg_conn_submit(d->delivery_conn, &ts->claim_q);
+}
+
+void deliver_kick(struct dispatcher *d)
+{
+    for (int t = 0; t < TARGET_COUNT; t++)
+        claim(d, (enum target_id)t);
+}
+
+static void free_marks(struct mark *m)
+{
+    while (m) {
+        struct mark *next = m->next;
+        free(m->error);
+        json_decref(m->log_row);
+        free(m);
+        m = next;
+    }
+}
+
+static void marks_written(struct pg_query *q, const PGresult *res, const char *error)
+{
+    struct dispatcher *d = q->ctx;
+    if (q == &d->log_q) {
+        if (error)
+            log_warn("writing integration_logs failed: %s", error);
+        free(d->log_param);
+        d->log_param = NULL;
+        return;
+    }
+    if (error)
+        log_warn("recording delivery outcomes failed (%s); the rows are retried after their "
+                 "lease",
+                 error);
+    free(d->mark_param);
+    d->mark_param = NULL;
+    free_marks(d->marks_in_flight);
+    d->marks_in_flight = NULL;
+    d->marking = false;
+    deliver_kick(d); /* a delivered dial may have released its hangup */
+    flush_marks(d);
+}
+
+static void flush_marks(struct dispatcher *d)
+{
+    if (d->marking || !d->marks || d->log_param)
+        return;
+    json_t *marks = json_array(), *logs = json_array();
+    for (struct mark *m = d->marks; m; m = m->next) {
+        json_array_append_new(marks,
+                              json_pack("{s:I,s:s,s:f,s:s?}", "id", (json_int_t)m->id, "state",
+                                        m->state, "delay", m->delay, "error", m->error));
+        if (m->log_row)
+            json_array_append(logs, m->log_row);
+    }
+    d->marks_in_flight = d->marks;
+    d->marks = NULL;
+    d->marking = true;
+    d->mark_param = json_dumps(marks, JSON_COMPACT);
+    d->mark_q =
+        (struct pg_query){.sql = SQL_OUTBOX_MARK, .nparams = 1, .on_done = marks_written, .ctx = d};
+    d->mark_q.params[0] = d->mark_param;
+    if (json_array_size(logs)) {
+        d->log_param = json_dumps(logs, JSON_COMPACT);
+        d->log_q = (struct pg_query){
+            .sql = SQL_INTEGRATION_LOGS, .nparams = 1, .on_done = marks_written, .ctx = d};
+        d->log_q.params[0] = d->log_param;
+        pg_conn_submit(d->delivery_conn, &d->log_q);
+    }
+    json_decref(marks);
+    json_decref(logs);
+    pg_conn_submit(d->delivery_conn, &d->mark_q);
+}
+
+/* --- set-up after each (re)connect, and housekeeping --- */
+
+static void setup_done(struct pg_query *q, const PGresult *res, const char *error)
+{
+    struct dispatcher *d = q->ctx;
+    if (error) {
+        log_warn("dispatch set-up query failed: %s (has `integration_cache migrate` run?)", error);
+        return;
+    }
+    if (q == &d->setup_q[0]) {
+        d->sip_unit = PQgetvalue(res, 0, 0)[0] == 't';
+    } else if (q == &d->setup_q[2]) {
+        for (int i = 0; i < PQntuples(res); i++)
+            dedup_check_and_add(d->dedup, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                                strtod(PQgetvalue(res, i, 2), NULL));
+        d->dedup_loaded = true;
+        log_info("dedup: %d recent events remembered from the outbox", PQntuples(res));
+    }
+    if (q == &d->setup_q[1]) { /* own leases released: deliver */
+        d->started = true;
+        deliver_kick(d);
+        flush_marks(d);
+    }
+}
+
+static void delivery_state(struct pg_conn *c, enum pg_state state, void *ctx)
+{
+    struct dispatcher *d = ctx;
+    if (state != PG_READY) {
+        d->started = false;
+        for (int t = 0; t < TARGET_COUNT; t++)
+            d->targets[t].claiming = false;
+        if (d->marking) { /* the write-back failed with the connection; resend later */
+            d->marking = false;
+            struct mark **tail = &d->marks;
+            while (*tail)
+                tail = &(*tail)->next;
+            *tail = d->marks_in_flight;
+            d->marks_in_flight = NULL;
+            free(d->mark_param);
+            d->mark_param = NULL;
+        }
+        free(d->log_param);
+        d->log_param = NULL;
+        return;
+    }
+    d->setup_q[0] = (struct pg_query){.sql = SQL_SIP_UNIT_EXISTS, .on_done = setup_done, .ctx = d};
+    d->setup_q[1] =
+        (struct pg_query){.sql = SQL_OUTBOX_RELEASE, .nparams = 1, .on_done = setup_done, .ctx = d};
+    d->setup_q[1].params[0] = d->instance;
+    pg_conn_submit(c, &d->setup_q[0]);
+    if (!d->dedup_loaded) {
+        d->setup_q[2] =
+            (struct pg_query){.sql = SQL_OUTBOX_RECENT, .on_done = setup_done, .ctx = d};
+        pg_conn_submit(c, &d->setup_q[2]);
+    }
+    pg_conn_submit(c, &d->setup_q[1]);
+}
+
+const struct pg_conn_ops delivery_conn_ops = {.on_state = delivery_state};
+
+static void housekeeping_done(struct pg_query *q, const PGresult *res, const char *error)
+{
+    struct dispatcher *d = q->ctx;
+    d->housekeeping = false;
+    if (error || PQresultStatus(res) != PGRES_TUPLES_OK)
+        return;
+    long counts[TARGET_COUNT] = {0};
+    for (int i = 0; i < PQntuples(res); i++)
+        for (int t = 0; t < TARGET_COUNT; t++)
+            if (strcmp(PQgetvalue(res, i, 0), target_names[t]) == 0)
+                counts[t] = strtol(PQgetvalue(res, i, 1), NULL, 10);
+    for (int t = 0; t < TARGET_COUNT; t++)
+        atomic_store(&d->targets[t].stats.pending, counts[t]);
+}
+
+static void retention_done(struct pg_query *q, const PGresult *res, const char *error)
+{
+    free(q->params[0]);
+    free(q);
+}
+
+static void on_housekeeping(struct io_loop *loop, struct io_timer *t)
+{
+    struct dispatcher *d = container_of(t, struct dispatcher, housekeeping_timer);
+    io_timer_arm(loop, t, 2.0);
+    if (!d->started)
+        return;
+    if (!d->housekeeping) {
+        d->housekeeping = true;
+        d->housekeeping_q =
+            (struct pg_query){.sql = SQL_OUTBOX_PENDING, .on_done = housekeeping_done, .ctx = d};
+        pg_conn_submit(d->delivery_conn, &d->housekeeping_q);
+    }
+    double now = time_mono_now();
+    if (now - d->last_retention >= 60) {
+        d->last_retention = now;
+        struct pg_query *q = xcalloc(1, sizeof *q);
+        *q =
+            (struct pg_query){.sql = SQL_OUTBOX_RETENTION, .nparams = 1, .on_done = retention_done};
+        q->params[0] = xmalloc(32);
+        snprintf(q->params[0], 32, "%.0f", d->set->outbox_retention);
+        pg_conn_submit(d->delivery_conn, q);
+    }
+}
+
+static void on_poll(struct io_loop *loop, struct io_timer *t)
+{
+    struct dispatcher *d = container_of(t, struct dispatcher, poll_timer);
+    io_timer_arm(loop, t, d->set->dispatch_poll);
+    deliver_kick(d);
+}
+
+void deliver_init(struct dispatcher *d)
+{
+    const char *urls[TARGET_COUNT] = {d->set->retailcrm_url, d->set->uon_url, d->set->ms_url};
+    for (int t = 0; t < TARGET_COUNT; t++) {
+        breaker_init(&d->targets[t].breaker, (unsigned)d->set->breaker_failures,
+                     d->set->breaker_cooldown);
+        d->targets[t].base_url = urls[t];
+    }
+    d->poll_timer.fn = on_poll;
+    d->housekeeping_timer.fn = on_housekeeping;
+    d->last_retention = time_mono_now();
+    io_timer_arm(d->loop, &d->poll_timer, d->set->dispatch_poll);
+    io_timer_arm(d->loop, &d->housekeeping_timer, 2.0);
+}
+
+void deliver_free(struct dispatcher *d)
+{
+    io_timer_disarm(d->loop, &d->poll_timer);
+    io_timer_disarm(d->loop, &d->housekeeping_timer);
+    free_marks(d->marks);
+    free_marks(d->marks_in_flight);
+    d->marks = d->marks_in_flight = NULL;
+    free(d->mark_param);
+    free(d->log_param);
+}

@@ -1,0 +1,60 @@
+/*
+ * Private to src/dispatch/: the dispatcher's state, shared by intake.c (group commit and spool)
+ * and deliver.c (claims, deliveries, outcomes). Loop thread only, except `targets[].stats`.
+ */
+#pragma once
+#include "db/pgconn.h"
+#include "dispatch/breaker.h"
+#include "dispatch/dispatcher.h"
+#include "dispatch/spool.h"
+
+struct target_state {
+    struct target_stats stats;
+    struct breaker breaker;
+    const char *base_url;
+    bool claiming, claim_again;
+    struct pg_query claim_q;
+    char claim_params[3][64];
+};
+
+struct mark; /* deliver.c */
+
+struct dispatcher {
+    struct io_loop *loop;
+    const struct settings *set;
+    struct stats *stats;
+    struct upstream *up;
+    struct dedup *dedup;
+    struct spool *spool;
+    struct pg_conn *intake_conn, *delivery_conn;
+    char instance[160];
+    /* intake */
+    struct dispatch_job *queue, *queue_tail;
+    struct dispatch_job *inserting; /* the batch in flight */
+    bool replaying;
+    size_t replay_len;
+    double replay_backoff;        /* after a failed replay: wait before the next */
+    struct io_timer replay_timer; /* armed while waiting */
+    struct pg_query insert_q;
+    char *insert_param;
+    /* delivery */
+    struct target_state targets[TARGET_COUNT];
+    bool sip_unit, started, dedup_loaded, closing;
+    struct mark *marks, *marks_in_flight;
+    struct pg_query mark_q, log_q, housekeeping_q, setup_q[3];
+    char *mark_param, *log_param;
+    bool marking, housekeeping;
+    struct io_timer poll_timer, housekeeping_timer;
+    double last_retention;
+};
+
+/* intake.c */
+void intake_init(struct dispatcher *d);
+void intake_flush(struct dispatcher *d);
+extern const struct pg_conn_ops intake_conn_ops;
+
+/* deliver.c */
+void deliver_kick(struct dispatcher *d);
+void deliver_init(struct dispatcher *d);
+void deliver_free(struct dispatcher *d);
+extern const struct pg_conn_ops delivery_conn_ops;

@@ -1,0 +1,119 @@
+/*
+ * The dispatcher's life cycle and its two database connections (see dispatcher.h): `intake`
+ * carries group commits and spool replays, `delivery` carries claims and outcomes, so a slow
+ * claim never delays an acknowledgement.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dispatch/dispatch_int.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+static void run_job(struct io_loop *loop, struct io_task *task)
+{
+    struct dispatch_job *j = (struct dispatch_job *)task;
+    struct dispatcher *d = j->owner;
+    j->next = NULL;
+    if (d->queue_tail)
+        d->queue_tail->next = j;
+    else
+        d->queue = j;
+    d->queue_tail = j;
+    intake_flush(d);
+}
+
+void dispatcher_submit(struct dispatcher *d, struct dispatch_job *j)
+{
+    j->owner = d;
+    j->task.fn = run_job;
+    io_post(d->loop, &j->task);
+}
+
+struct dispatcher *dispatcher_new(struct io_loop *loop, const struct settings *set,
+                                  struct stats *stats, struct upstream *up, struct dedup *dedup)
+{
+    struct dispatcher *d = xcalloc(1, sizeof *d);
+    d->loop = loop;
+    d->set = set;
+    d->stats = stats;
+    d->up = up;
+    d->dedup = dedup;
+    d->spool = spool_open(set->spool_dir);
+    if (!d->spool) {
+        free(d);
+        return NULL;
+    }
+    if (set->instance) {
+        snprintf(d->instance, sizeof d->instance, "%s", set->instance);
+    } else {
+        char host[128] = "localhost";
+        gethostname(host, sizeof host - 1);
+        snprintf(d->instance, sizeof d->instance, "%s:%s", host, set->listen);
+    }
+    struct pg_conn_config cfg = {.conninfo = set->db,
+                                 .timeout = set->db_timeout,
+                                 .backoff_min = set->reconnect_min,
+                                 .backoff_max = set->reconnect_max};
+    cfg.name = "intake";
+    d->intake_conn = pg_conn_new(loop, &cfg, &intake_conn_ops, d);
+    cfg.name = "delivery";
+    d->delivery_conn = pg_conn_new(loop, &cfg, &delivery_conn_ops, d);
+    intake_init(d);
+    deliver_init(d);
+    return d;
+}
+
+void dispatcher_start(struct dispatcher *d)
+{
+    log_info("dispatch: instance '%s', spool in %s", d->instance, d->set->spool_dir);
+    pg_conn_start(d->intake_conn);
+    pg_conn_start(d->delivery_conn);
+}
+
+void dispatcher_close(struct dispatcher *d)
+{
+    if (d)
+        d->closing = true;
+}
+
+void dispatcher_free(struct dispatcher *d)
+{
+    if (!d)
+        return;
+    d->closing = true;
+    /* an INSERT in flight fails and is spooled; then whatever is queued is spooled too */
+    pg_conn_free(d->intake_conn);
+    d->intake_conn = NULL;
+    struct dispatch_job *batch = d->queue;
+    d->queue = d->queue_tail = NULL;
+    if (batch) {
+        struct dispatch_job *tail = batch;
+        while (tail->next)
+            tail = tail->next;
+        tail->next = NULL;
+        d->queue = batch;
+        d->queue_tail = tail;
+        intake_flush(d);
+    }
+    pg_conn_free(d->delivery_conn);
+    io_timer_disarm(d->loop, &d->replay_timer);
+    deliver_free(d);
+    spool_close(d->spool);
+    free(d->insert_param);
+    free(d);
+}
+
+void dispatcher_stats_json(struct dispatcher *d, struct buf *b)
+{
+    buf_append_str(b, ",\"dispatch_targets\":{");
+    for (int t = 0; t < TARGET_COUNT; t++) {
+        struct target_stats *st = &d->targets[t].stats;
+        buf_printf(b, "%s\"%s\":{\"pending\":%ld,\"in_flight\":%ld,\"breaker\":\"%s\"}",
+                   t ? "," : "", target_names[t], atomic_load(&st->pending),
+                   atomic_load(&st->in_flight),
+                   breaker_state_name((enum breaker_state)atomic_load(&st->breaker)));
+    }
+    buf_append_str(b, "}");
+}

@@ -1,0 +1,69 @@
+/*
+ * The outbox SQL (SPEC §6.2), in one place. Batches travel as one jsonb parameter, an array of
+ * arrays of rows (one inner array per accepted event), so a batch of any size is one statement.
+ */
+#pragma once
+
+#define SQL_OUTBOX_INSERT                                                                          \
+    "INSERT INTO integration_cache_outbox "                                                        \
+    "(event_id, enterprise_number, unique_id, event_type, target, payload, created_at) "           \
+    "SELECT r.v->>'event_id', r.v->>'enterprise_number', r.v->>'unique_id', "                      \
+    "r.v->>'event_type', r.v->>'target', r.v->'payload', "                                         \
+    "to_timestamp((r.v->>'accepted_at')::float8) "                                                 \
+    "FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS b(a, n), "                            \
+    "jsonb_array_elements(b.a) WITH ORDINALITY AS r(v, m) "                                        \
+    "ORDER BY b.n, r.m ON CONFLICT (event_id, target) DO NOTHING"
+
+/* $1 target, $2 limit, $3 instance, $4 lease seconds. A row waits while an earlier row of the
+ * same call and target is pending: a hangup never overtakes its dial. */
+#define SQL_OUTBOX_CLAIM(transform)                                                                \
+    "WITH due AS (SELECT o.id FROM integration_cache_outbox o "                                    \
+    "WHERE o.target = $1 AND o.state = 'pending' AND o.next_attempt_at <= now() "                  \
+    "AND (o.locked_until IS NULL OR o.locked_until < now()) "                                      \
+    "AND NOT EXISTS (SELECT 1 FROM integration_cache_outbox p WHERE p.unique_id = o.unique_id "    \
+    "AND p.target = o.target AND p.state = 'pending' AND p.id < o.id) "                            \
+    "ORDER BY o.id LIMIT $2::int FOR UPDATE OF o SKIP LOCKED) "                                    \
+    "UPDATE integration_cache_outbox o SET locked_by = $3, "                                       \
+    "locked_until = now() + make_interval(secs => $4::float8), attempts = o.attempts + 1 "         \
+    "FROM due WHERE o.id = due.id RETURNING o.id, o.event_id, o.enterprise_number, o.event_type, " \
+    "o.payload::text, extract(epoch FROM o.created_at)::float8, o.attempts, "                      \
+    "(o.event_type = 'hangup' AND o.target = 'retailcrm' AND NOT EXISTS (SELECT 1 FROM "           \
+    "integration_cache_outbox d WHERE d.unique_id = o.unique_id AND d.target = 'retailcrm' "       \
+    "AND d.event_type = 'dial' AND d.state = 'delivered')), " transform
+
+#define SQL_TRANSFORM_NONE "NULL::text"
+#define SQL_TRANSFORM_SIP_UNIT                                                                     \
+    "(SELECT s.incoming_transform::text FROM sip_unit s WHERE "                                    \
+    "s.enterprise_number::text = o.enterprise_number AND "                                         \
+    "s.line_name::text = 'sip:' || (o.payload->'raw'->>'Trunk') LIMIT 1)"
+
+/* $1: [{"id", "state", "delay", "error"}]: outcomes of finished or failed attempts. */
+#define SQL_OUTBOX_MARK                                                                            \
+    "UPDATE integration_cache_outbox o SET state = x.state, locked_by = NULL, "                    \
+    "locked_until = NULL, last_error = x.error, "                                                  \
+    "next_attempt_at = now() + make_interval(secs => x.delay), "                                   \
+    "delivered_at = CASE WHEN x.state = 'delivered' THEN now() END "                               \
+    "FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, state text, delay float8, error text) "    \
+    "WHERE o.id = x.id"
+
+#define SQL_INTEGRATION_LOGS                                                                       \
+    "INSERT INTO integration_logs (enterprise_number, integration_type, event_type, "              \
+    "request_data, response_data, status, error_message) "                                         \
+    "SELECT x.enterprise_number, x.integration_type, x.event_type, x.request_data, "               \
+    "x.response_data, x.status, x.error_message FROM jsonb_to_recordset($1::jsonb) AS "            \
+    "x(enterprise_number text, integration_type text, event_type text, request_data jsonb, "       \
+    "response_data jsonb, status text, error_message text)"
+
+#define SQL_SIP_UNIT_EXISTS "SELECT to_regclass('sip_unit') IS NOT NULL"
+#define SQL_OUTBOX_RELEASE                                                                         \
+    "UPDATE integration_cache_outbox SET locked_by = NULL, locked_until = NULL "                   \
+    "WHERE locked_by = $1 AND state = 'pending'"
+#define SQL_OUTBOX_RECENT                                                                          \
+    "SELECT DISTINCT unique_id, event_type, extract(epoch FROM created_at)::float8 "               \
+    "FROM integration_cache_outbox WHERE created_at > now() - interval '300 seconds'"
+#define SQL_OUTBOX_PENDING                                                                         \
+    "SELECT target, count(*) FROM integration_cache_outbox WHERE state = 'pending' GROUP BY "      \
+    "target"
+#define SQL_OUTBOX_RETENTION                                                                       \
+    "DELETE FROM integration_cache_outbox WHERE state <> 'pending' "                               \
+    "AND created_at < now() - make_interval(secs => $1::float8)"

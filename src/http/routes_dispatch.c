@@ -1,0 +1,195 @@
+/*
+ * POST /dispatch/call-event (SPEC §6). The token is resolved from the cache (name2 or secret
+ * through the token index, else the enterprise number itself, loaded on a miss like any read);
+ * an event is acknowledged only once it is durable, in the outbox or the spool. The request may
+ * therefore suspend twice: for a cache miss, then for the commit. Duplicates are caught by the
+ * dedup table before anything is recorded; an event that fails to record is taken back out of
+ * it, so the caller's retry is not mistaken for a duplicate.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "dispatch/event.h"
+#include "http/handlers.h"
+#include "util/container.h"
+#include "util/log.h"
+#include "util/logsafe.h"
+#include "util/timeutil.h"
+#include "util/xalloc.h"
+
+enum stage { STAGE_NEW, STAGE_LOADING, STAGE_RECORDING };
+
+struct dispatch_ctx {
+    struct call_event ev;
+    char number[PARAM_MAX_LEN + 1];
+    bool by_number; /* the token was taken as an enterprise number */
+    enum stage stage;
+    struct dispatch_job job;
+    struct http_request *req;
+    char event_id[33];
+    unsigned targets;
+};
+
+static void ctx_free(void *arg)
+{
+    struct dispatch_ctx *c = arg;
+    call_event_free(&c->ev);
+    free(c->job.rows);
+    free(c);
+}
+
+static void new_event_id(char *out)
+{
+    unsigned char raw[16];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) { /* never on Linux >= 3.17 */
+        double t = time_real_now();
+        memcpy(raw, &t, sizeof t);
+        memcpy(raw + 8, &out, sizeof out);
+    }
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+static void reply_accepted(struct http_reply *rep, const struct dispatch_ctx *c)
+{
+    struct buf b;
+    buf_init(&b, 1024);
+    buf_printf(&b, "{\"success\":true,\"event_id\":\"%s\",\"targets\":[", c->event_id);
+    int n = 0;
+    for (int t = 0; t < TARGET_COUNT; t++)
+        if (c->targets & (1u << t))
+            buf_printf(&b, "%s\"%s\"", n++ ? "," : "", target_names[t]);
+    buf_append_str(&b, "]}");
+    reply_buf(rep, 200, &b);
+}
+
+static void job_done(struct dispatch_job *j)
+{
+    struct dispatch_ctx *c = container_of(j, struct dispatch_ctx, job);
+    http_resume(c->req);
+}
+
+/* The outbox rows of an accepted event: one per target. */
+static char *build_rows(struct dispatch_ctx *c, const struct cache_entry *e, size_t *nrows)
+{
+    json_t *payload = call_event_payload(&c->ev, e->name2);
+    json_t *rows = json_array();
+    double now = time_real_now();
+    for (int t = 0; t < TARGET_COUNT; t++) {
+        if (!(c->targets & (1u << t)))
+            continue;
+        json_array_append_new(rows,
+                              json_pack("{s:s,s:s,s:s,s:s,s:s,s:O,s:f}", "event_id", c->event_id,
+                                        "enterprise_number", e->number, "unique_id",
+                                        c->ev.unique_id, "event_type", c->ev.event_type, "target",
+                                        target_names[t], "payload", payload, "accepted_at", now));
+    }
+    *nrows = json_array_size(rows);
+    char *text = json_dumps(rows, JSON_COMPACT);
+    json_decref(rows);
+    json_decref(payload);
+    return text;
+}
+
+/* The enterprise is known: dedup, then record. Takes over e's reference. */
+static void accept_event(struct app *app, struct http_request *req, struct http_reply *rep,
+                         struct dispatch_ctx *c, struct cache_entry *e)
+{
+    if (e->negative) {
+        reply_error(rep, 404,
+                    c->by_number && !e->known ? "enterprise not found by token"
+                                              : "Enterprise not found");
+        entry_unref(e);
+        return;
+    }
+    if (dedup_check_and_add(app->dedup, c->ev.unique_id, c->ev.event_type, time_real_now())) {
+        STAT_INC(app->stats, dispatch_duplicates);
+        reply_static(rep, 200, "{\"status\":\"ignored\",\"reason\":\"duplicate\"}");
+        entry_unref(e);
+        return;
+    }
+    new_event_id(c->event_id);
+    c->targets = e->enabled_targets;
+    if (!c->targets) { /* nothing to deliver to: nothing to record */
+        STAT_INC(app->stats, dispatch_accepted);
+        reply_accepted(rep, c);
+        entry_unref(e);
+        return;
+    }
+    c->job.rows = build_rows(c, e, &c->job.nrows);
+    c->job.done = job_done;
+    c->stage = STAGE_RECORDING;
+    entry_unref(e);
+    if (!http_suspend(req)) {
+        dedup_forget(app->dedup, c->ev.unique_id, c->ev.event_type);
+        reply_error(rep, 503, "shutting down");
+        return;
+    }
+    dispatcher_submit(app->dispatcher, &c->job);
+}
+
+static void recorded(struct app *app, struct http_reply *rep, struct dispatch_ctx *c)
+{
+    if (c->job.status != 200) {
+        dedup_forget(app->dedup, c->ev.unique_id, c->ev.event_type);
+        reply_error(rep, 503, "event could not be recorded durably");
+        return;
+    }
+    STAT_INC(app->stats, dispatch_accepted);
+    char uid[72], targets[64] = "";
+    for (int t = 0; t < TARGET_COUNT; t++)
+        if (c->targets & (1u << t))
+            snprintf(targets + strlen(targets), sizeof targets - strlen(targets), "%s%s",
+                     targets[0] ? "," : "", target_names[t]);
+    log_info("dispatch accepted: event %s (uniqueId %s, %s) -> %s%s", c->event_id,
+             log_safe(c->ev.unique_id, uid, sizeof uid), c->ev.event_type, targets,
+             c->job.spooled ? " [spooled]" : "");
+    reply_accepted(rep, c);
+}
+
+void handle_dispatch(struct app *app, struct http_request *req, struct http_reply *rep)
+{
+    struct dispatch_ctx *c = req->ctx;
+    if (c && c->stage == STAGE_RECORDING) {
+        recorded(app, rep, c);
+        return;
+    }
+    if (c && c->stage == STAGE_LOADING) {
+        struct cache_entry *e = req->op.entry;
+        req->op.entry = NULL;
+        if (!e) {
+            reply_error(rep, 503, "database unavailable");
+            return;
+        }
+        accept_event(app, req, rep, c, e);
+        return;
+    }
+    c = xcalloc(1, sizeof *c);
+    c->req = req;
+    req->ctx = c;
+    req->ctx_free = ctx_free;
+    if (call_event_parse(req->body.data ? req->body.data : "", req->body.len, &c->ev) != 0) {
+        reply_error(rep, 400, "invalid payload");
+        return;
+    }
+    if (!cache_resolve_token(app->store, c->ev.token, c->number)) {
+        if (!param_valid(PARAM_ENTERPRISE, c->ev.token, strlen(c->ev.token))) {
+            reply_error(rep, 404, "enterprise not found by token");
+            return;
+        }
+        snprintf(c->number, sizeof c->number, "%s", c->ev.token);
+        c->by_number = true;
+    }
+    struct cache_entry *e = cache_get_ref(app->store, c->number);
+    if (e && entry_fresh(e, time_mono_now())) {
+        STAT_INC(app->stats, hits);
+        accept_event(app, req, rep, c, e);
+        return;
+    }
+    entry_unref(e);
+    STAT_INC(app->stats, misses);
+    c->stage = STAGE_LOADING;
+    snprintf(req->op.number, sizeof req->op.number, "%s", c->number);
+    http_defer(app, req, rep, LOADER_LOAD);
+}
