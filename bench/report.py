@@ -64,6 +64,11 @@ def cpu_per_1k(row, clk_tck):
   return ticks / clk_tck / reqs * 1000.0
 
 
+def median_or_none(values):
+  values = [v for v in values if v is not None]
+  return statistics.median(values) if values else None
+
+
 def summarise(rows, clk_tck):
   """{(server, conns): cell} with medians over the rounds, or an error description."""
   groups = collections.defaultdict(list)
@@ -88,7 +93,7 @@ def summarise(rows, clk_tck):
       "rps_max": max(num(r["rps"]) for r in runs),
       "p50": statistics.median(num(r["p50_us"]) for r in runs),
       "p99": statistics.median(num(r["p99_us"]) for r in runs),
-      "cpu": statistics.median(cpu_per_1k(r, clk_tck) for r in runs),
+      "cpu": median_or_none([cpu_per_1k(r, clk_tck) for r in runs]),
       "threads": runs[0]["threads"],
       "rounds": len(runs),
     }
@@ -135,7 +140,7 @@ def throughput_table(cells, loads):
         ratio = cpu_ratio = ""
         if server == "ours" and both:
           ratio = "%.2f" % (ours["rps"] / ref["rps"])
-          cpu_ratio = "%.2f" % (ours["cpu"] / ref["cpu"]) if ref["cpu"] else "-"
+          cpu_ratio = "%.2f" % (ours["cpu"] / ref["cpu"]) if ours["cpu"] and ref["cpu"] else "-"
         rps = "{:,.0f}".format(c["rps"])
         if c["rounds"] > 1:
           rps += " ({:,.0f}–{:,.0f})".format(c["rps_min"], c["rps_max"])
@@ -223,17 +228,20 @@ def lag_outliers(d):
 def detail_table(rows, clk_tck):
   header = ["server", "conns", "round", "status", "requests/s", "requests", "p50", "p99", "max",
             "server CPU s", "split (per process/thread)", "CPU s / 1k req", "wrk CPU s",
-            "machine CPU s", "cache hits", "cache misses"]
+            "other CPU s", "cache hits", "cache misses"]
   out = []
   for r in rows:
     cpu = cpu_per_1k(r, clk_tck)
     ticks = num(r["cpu_ticks"])
-    busy = num(r["machine_ticks"])
+    busy, wrk = num(r["machine_ticks"]), num(r["wrk_cpu_s"])
+    other = "-"
+    if busy is not None and ticks is not None and wrk is not None:
+      other = "%.2f" % max(0.0, busy / clk_tck - ticks / clk_tck - wrk)
     out.append([r["server"], r["conns"], r["round"], r["status"], r["rps"], r["requests"],
                 fmt_us(num(r["p50_us"])), fmt_us(num(r["p99_us"])), fmt_us(num(r["max_us"])),
                 "%.2f" % (ticks / clk_tck) if ticks is not None else "-", r["cpu_split"],
                 "%.4f" % cpu if cpu is not None else "-", r["wrk_cpu_s"],
-                "%.2f" % (busy / clk_tck) if busy is not None else "-", r["hits"], r["misses"]])
+                other, r["hits"], r["misses"]])
   return table(header, out)
 
 
@@ -354,7 +362,10 @@ def main():
   if outliers:
     md.append("Slow samples, lined up with the service log (timestamps to the millisecond; "
               "the service logs `notification: enterprise N` when its LISTEN connection hands "
-              "it the NOTIFY):")
+              "it the NOTIFY). A notification logged late while every poll stayed fast means the "
+              "time went before the service had the NOTIFY (PostgreSQL, or the scheduler on a "
+              "busy machine), not to its HTTP side; time after the notification is the reload "
+              "query and the publication.")
     md.append("")
     md.append(outliers)
     md.append("")
@@ -367,9 +378,10 @@ def main():
   md.append("`split` is the CPU seconds of each nginx process / service thread that worked "
             "during the run; `cache hits`/`misses` are the service's /stats deltas over the run "
             "(the cache is refreshed right before each run, so every request should be a hit); "
-            "`wrk CPU s` shows how much of the machine the client took; `machine CPU s` is the "
-            "busy time of all cores (/proc/stat) over the run: well above server + wrk means "
-            "something else was running.")
+            "`wrk CPU s` shows how much of the machine the client took; `other CPU s` is the busy "
+            "time of all cores (/proc/stat) minus server and wrk: kernel work charged to neither "
+            "(softirqs) plus anything else that ran on the machine meanwhile -- when it is large, "
+            "requests/s of that round are depressed, while CPU s / 1k req stays comparable.")
   md.append("")
   md.append(detail_table(rows, clk_tck))
   md.append("")

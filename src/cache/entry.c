@@ -107,7 +107,8 @@ static int doc_parse(struct doc *d, const char *config, size_t len, const char *
 {
     json_error_t jerr;
     d->text = config;
-    d->root = json_loadb(config, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+    d->root = json_loadb(config, len,
+                         JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY, &jerr);
     if (!d->root) {
         *why = "integrations_config is not valid JSON";
         return -1;

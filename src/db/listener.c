@@ -85,10 +85,10 @@ static void heartbeat_sent(struct pg_query *q, const PGresult *res, const char *
 {
     struct loader *l = container_of(q, struct loader, heartbeat_q);
     l->heartbeat_busy = false;
-    if (error || !l->listening)
-        return; /* nothing was sent, so nothing is owed */
-    l->heartbeat_outstanding = true;
-    io_timer_arm(l->loop, &l->heartbeat_deadline, l->set->heartbeat_timeout);
+    if (error) { /* nothing was sent, so nothing is owed */
+        l->heartbeat_outstanding = false;
+        io_timer_disarm(l->loop, &l->heartbeat_deadline);
+    }
 }
 
 static void on_heartbeat(struct io_loop *loop, struct io_timer *t)
@@ -98,7 +98,11 @@ static void on_heartbeat(struct io_loop *loop, struct io_timer *t)
     if (!l->listening || l->heartbeat_busy || l->heartbeat_outstanding ||
         pg_conn_state(l->query) != PG_READY)
         return;
+    /* Owed from the moment it is sent: the echo may arrive on the listener before the
+     * pg_notify result arrives on the query connection. */
     l->heartbeat_busy = true;
+    l->heartbeat_outstanding = true;
+    io_timer_arm(loop, &l->heartbeat_deadline, l->set->heartbeat_timeout);
     l->heartbeat_q =
         (struct pg_query){.sql = SQL_HEARTBEAT, .nparams = 1, .on_done = heartbeat_sent};
     l->heartbeat_q.params[0] = l->instance_id;

@@ -27,7 +27,7 @@ struct dispatcher {
     struct dedup *dedup;
     struct spool *spool;
     struct pg_conn *intake_conn, *delivery_conn;
-    char instance[160];
+    char instance[200];
     /* intake */
     struct dispatch_job *queue, *queue_tail;
     struct dispatch_job *inserting; /* the batch in flight */

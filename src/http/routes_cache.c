@@ -1,8 +1,7 @@
 /*
  * SPEC §4 reads and the PUT: /integrations/{e}, /config/{e}, /config/{e}/{t}. A hit is answered
- * from the entry's pre-rendered bytes without copying them: the reply points into the entry and
- * holds a reference until the bytes are sent; only age_seconds (and, for one integration, a short
- * prefix) is formatted per request. A miss suspends the request and the I/O thread loads the
+ * from the entry's pre-rendered bytes; only age_seconds (and, for one integration, a short prefix)
+ * is formatted per request. A miss suspends the request and the I/O thread loads the
  * enterprise; the handler then answers from the loaded entry with source "database".
  */
 #include <jansson.h>
@@ -15,37 +14,6 @@
 #include "util/xalloc.h"
 
 enum view { VIEW_STATUS, VIEW_CONFIG, VIEW_TYPE };
-
-/* A reply's hold on an entry plus room for the per-request bytes. */
-struct entry_hold {
-    struct cache_entry *e;
-    char scratch[192];
-};
-
-static void hold_release(void *arg)
-{
-    struct entry_hold *h = arg;
-    entry_unref(h->e);
-    free(h);
-}
-
-static struct entry_hold *hold_new(struct http_reply *rep, struct cache_entry *e)
-{
-    struct entry_hold *h = xmalloc(sizeof *h);
-    h->e = e;
-    rep->status = 200;
-    rep->niov = 0;
-    rep->release = hold_release;
-    rep->release_arg = h;
-    return h;
-}
-
-static void add_iov(struct http_reply *rep, const void *base, size_t len)
-{
-    rep->iov[rep->niov].base = base;
-    rep->iov[rep->niov].len = len;
-    rep->niov++;
-}
 
 static void not_found(struct http_reply *rep, enum view v, const char *number, const char *type)
 {
@@ -61,7 +29,11 @@ static void not_found(struct http_reply *rep, enum view v, const char *number, c
     reply_error(rep, 404, detail);
 }
 
-/* Answers from entry e (taking over the caller's reference). */
+/* Answers from entry e (taking over the caller's reference). The pieces are copied into one
+ * buffer: libmicrohttpd then sends head and body with one system call, where a reply of several
+ * byte ranges costs a second one, and that call was most of a hit's cost (measured: 10-11 us of
+ * CPU per hit with two ranges against 6.7 us for a one-buffer answer). Copying ~150 bytes, or a
+ * config of a few kB, is far cheaper. */
 static void render(struct http_reply *rep, struct cache_entry *e, enum view v, const char *type,
                    bool from_db)
 {
@@ -71,36 +43,32 @@ static void render(struct http_reply *rep, struct cache_entry *e, enum view v, c
         entry_unref(e);
         return;
     }
-    struct entry_hold *h = hold_new(rep, e);
-    int n;
+    struct buf b;
+    buf_init(&b, e->config_len + e->status_len + 256);
     switch (v) {
     case VIEW_STATUS:
-        add_iov(rep, e->text + e->status_off, e->status_len);
-        n = snprintf(h->scratch, sizeof h->scratch, "%.3f}", time_mono_now() - e->loaded_mono);
-        add_iov(rep, h->scratch, (size_t)n);
+        buf_append(&b, e->text + e->status_off, e->status_len);
+        buf_printf(&b, "%.3f}", time_mono_now() - e->loaded_mono);
         break;
     case VIEW_CONFIG:
         if (!from_db) {
-            add_iov(rep, e->text, e->config_len);
+            buf_append(&b, e->text, e->config_len);
             break;
         }
-        add_iov(rep, e->text, e->integrations_off + e->integrations_len);
+        buf_append(&b, e->text, e->integrations_off + e->integrations_len);
         char iso[32];
         time_format_iso(e->created_at, iso, sizeof iso);
-        n = snprintf(h->scratch, sizeof h->scratch,
-                     ",\"source\":\"database\",\"cached_at\":\"%s\"}", iso);
-        add_iov(rep, h->scratch, (size_t)n);
+        buf_printf(&b, ",\"source\":\"database\",\"cached_at\":\"%s\"}", iso);
         break;
     case VIEW_TYPE:
-        n = snprintf(h->scratch, sizeof h->scratch,
-                     "{\"enterprise_number\":\"%s\",\"integration_type\":\"%s\",\"config\":",
-                     e->number, t->name);
-        add_iov(rep, h->scratch, (size_t)n);
-        add_iov(rep, e->text + t->off, t->len);
-        const char *tail = from_db ? ",\"source\":\"database\"}" : ",\"source\":\"cache\"}";
-        add_iov(rep, tail, strlen(tail));
+        buf_printf(&b, "{\"enterprise_number\":\"%s\",\"integration_type\":\"%s\",\"config\":",
+                   e->number, t->name);
+        buf_append(&b, e->text + t->off, t->len);
+        buf_append_str(&b, from_db ? ",\"source\":\"database\"}" : ",\"source\":\"cache\"}");
         break;
     }
+    entry_unref(e);
+    reply_buf(rep, 200, &b);
 }
 
 /* The shared read path of the three views. */

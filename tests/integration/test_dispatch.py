@@ -116,6 +116,10 @@ class DispatchCase(IntegrationTestCase):
   def tearDown(self):
     if self._failed():
       sys.stderr.write("\n----- stand-ins (%s) -----\n%s\n" % (self.id(), self.crm.summary()))
+      for svc in list(self.class_services) + self._services:
+        if svc.proc is not None and svc.proc.poll() is not None:
+          sys.stderr.write("----- %s (port %s) has exited with status %s -----\n"
+                           % (svc.name, svc.port, svc.proc.returncode))
     super().tearDown()
 
   def post_event(self, svc, body, path=DISPATCH, timeout=10):
@@ -569,6 +573,37 @@ class DispatchTest(DispatchCase):
     wait_for(lambda: any(r.status == 200 for r in self.crm.ms.requests(M_DIAL, unique_id=uid)[1:]),
              10, message="the retry was answered")
 
+  def test_retry_delays_within_bounds(self):
+    # --retry-min 0.1 --retry-max 0.5: never hammering, never waiting past the cap (plus slack).
+    # 4 failures: one fewer than the breaker's default threshold (5), whose cooldown would add
+    # its own pause
+    uid = new_uid()
+    self.crm.ms.fail(4, 500, path=M_DIAL, where={"unique_id": uid})
+    self.accept(self.svc, event(uid, "dial", raw_in(uid, new_phone())))
+    self.delivered(self.crm.ms, M_DIAL, unique_id=uid, timeout=20)
+    reqs = self.crm.ms.requests(M_DIAL, unique_id=uid)
+    self.assertEqual(len(reqs), 5, reqs)
+    gaps = [b.time - a.time for a, b in zip(reqs, reqs[1:])]
+    self.assertGreaterEqual(min(gaps), 0.05, "retried sooner than --retry-min allows: %r" % gaps)
+    self.assertLessEqual(max(gaps), 0.5 + deadline(0.5), "waited past --retry-max: %r" % gaps)
+
+  def test_token_change_is_followed(self):
+    self.cluster.psql("UPDATE enterprises SET name2 = 'tok-0202-new' WHERE number = '0202'")
+    self.addCleanup(self.cluster.psql,
+                    "UPDATE enterprises SET name2 = 'tok-0202' WHERE number = '0202'")
+
+    def new_token_works():
+      uid = new_uid()
+      r = self.post_event(self.svc, event(uid, "dial", raw_in(uid, new_phone()),
+                                          token="tok-0202-new"))
+      return r.status == 200 and r.body.get("success") is True and uid
+    uid = wait_until(new_token_works, 5, interval=0.1, message="the new name2 is accepted")
+    req = self.delivered(self.crm.retailcrm, R_PATH, uniqueId=uid)[0]
+    self.assertEqual(req.body["token"], "tok-0202-new")
+    uid = new_uid()
+    r = self.post_event(self.svc, event(uid, "dial", raw_in(uid, new_phone()), token="tok-0202"))
+    self.assertDetail(r, 404, "enterprise not found by token")
+
   # ---- dedup (§6.3) ----
 
   def test_duplicates_ignored(self):
@@ -820,6 +855,83 @@ class DispatchDeliveryTest(DispatchCase):
     self.accept(svc, hangup)
     self.delivered(self.crm.ms, M_HANGUP, unique_id=uid)
     self.assertEqual(len(self.crm.ms.requests(M_DIAL, unique_id=uid)), 1)
+
+  def test_sigterm_with_pending_events_exits_0_and_restart_delivers(self):
+    svc = self.start()
+    self.crm.ms.stop()
+    self.addCleanup(self.crm.ms.start)
+    calls = self.send_dials(svc, 5)
+    self.wait_all_delivered(calls, timeout=10, targets=("retailcrm", "uon"))
+    svc.stop()  # asserts exit status 0 within the deadline
+    self.crm.ms.start()
+    svc.restart()
+    self.wait_all_delivered(calls, timeout=30, targets=("ms",))
+
+  def test_concurrent_intake(self):
+    # many connections at once (group commit): every event answered, accepted once, delivered
+    svc = self.start()
+    results = []
+    lock = threading.Lock()
+
+    def client(k):
+      conn = svc.connection()
+      try:
+        for _ in range(5):
+          uid, phone = new_uid(), new_phone()
+          conn.request("POST", DISPATCH, body=json.dumps(
+            event(uid, "dial", raw_in(uid, phone), token="tok-0211")),
+            headers={"Content-Type": "application/json"})
+          resp = conn.getresponse()
+          body = json.loads(resp.read())
+          with lock:
+            results.append((resp.status, body, uid, phone))
+      finally:
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(40)]
+    for t in threads:
+      t.start()
+    for t in threads:
+      t.join(deadline(60))
+    self.assertEqual(len(results), 200)
+    self.assertEqual([r for r in results if r[0] != 200 or r[1].get("success") is not True], [])
+    self.assertEqual(len({r[1]["event_id"] for r in results}), 200, "event ids are unique")
+    self.wait_all_delivered([(uid, phone) for _, _, uid, phone in results], timeout=60)
+    self.assertEqual(svc.stats()["dispatch_accepted"], 200)
+
+  def test_outbox_rows(self):
+    # docs/CONTRACT-dev.md: one row per event and target, state 'delivered' once delivered
+    svc = self.start()
+    uid, phone = new_uid(), new_phone()
+    body = self.accept(svc, event(uid, "dial", raw_in(uid, phone), token="tok-0211"))
+    self.wait_all_delivered([(uid, phone)], timeout=10)
+
+    def rows():
+      return self.cluster.rows(
+        "SELECT event_id, enterprise_number, event_type, target, state, attempts, "
+        "delivered_at IS NOT NULL FROM integration_cache_outbox WHERE unique_id = '%s' "
+        "ORDER BY target" % uid)
+    wait_until(lambda: all(r[4] == "delivered" for r in rows()) and len(rows()) == 3, 10,
+               interval=0.2, message="3 delivered outbox rows")
+    for row in rows():
+      self.assertEqual(row[:3], (body["event_id"], "0211", "dial"), row)
+      self.assertEqual((row[5], row[6]), ("1", "t"), row)
+    self.assertEqual(sorted(r[3] for r in rows()), ["ms", "retailcrm", "uon"])
+
+  def test_two_replicas_share_one_outbox(self):
+    # FOR UPDATE SKIP LOCKED: two instances on one outbox deliver every event, and only once
+    a = self.start(instance=self.instance + "-a")
+    b = self.start(instance=self.instance + "-b")
+    calls = []
+    for k in range(20):
+      svc = a if k % 2 == 0 else b
+      calls += self.send_dials(svc, 1)
+    self.wait_all_delivered(calls, timeout=30)
+    time.sleep(QUIET)
+    for uid, phone in calls:
+      self.assertEqual(len(self.crm.ms.requests(M_DIAL, unique_id=uid)), 1, uid)
+      self.assertEqual(len(self.crm.retailcrm.requests(R_PATH, uniqueId=uid)), 1, uid)
+      self.assertEqual(len(self.crm.uon.requests(U_DIAL, phone="+" + phone)), 1, phone)
 
   # ---- /stats ----
 

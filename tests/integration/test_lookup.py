@@ -82,6 +82,10 @@ class LookupTest(IntegrationTestCase):
   def tearDown(self):
     if self._failed():
       sys.stderr.write("\n----- stand-ins (%s) -----\n%s\n" % (self.id(), self.crm.summary()))
+      for svc in list(self.class_services) + self._services:
+        if svc.proc is not None and svc.proc.poll() is not None:
+          sys.stderr.write("----- %s (port %s) has exited with status %s -----\n"
+                           % (svc.name, svc.port, svc.proc.returncode))
     super().tearDown()
 
   # -- helpers --
@@ -443,7 +447,8 @@ class LookupTest(IntegrationTestCase):
                message="the change is served")
     self.assertEqual(self.name("0405", number), "From MS")
     reqs = self.downstream(self.crm.ms, M_NAME, "+" + number)
-    self.assertEqual([r.query for r in reqs], [{"phone": "+" + number, "enterprise_number": "0405"}])
+    self.assertEqual([r.query for r in reqs],
+                     [{"phone": "+" + number, "enterprise_number": "0405"}])
     self.assertEqual(len(self.downstream(self.crm.retailcrm, R_PROFILE, "+" + number)), 1)
 
   def test_lookup_stats(self):
