@@ -102,11 +102,8 @@ bool dedup_check_and_add(struct dedup *d, const char *unique_id, const char *eve
         pthread_mutex_unlock(&d->lock);
         return true;
     }
-    if (i != NIL) { /* seen long ago: refresh its time in place */
-        d->ring[i].at = now;
-        pthread_mutex_unlock(&d->lock);
-        return false;
-    }
+    if (i != NIL) /* seen long ago: recorded anew below, as the youngest */
+        unlink_record(d, i);
     if (d->count == d->capacity) { /* evict the oldest */
         if (d->ring[d->head].key[0])
             unlink_record(d, d->head);

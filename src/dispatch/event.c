@@ -285,7 +285,9 @@ int delivery_render(enum target_id target, const char *enterprise_number, json_t
     bool download = origin && strcmp(origin, "download") == 0;
     bool dial = strcmp(event_type, "dial") == 0;
     json_t *raw = json_deep_copy(raw_in); /* rendering may add InternalCode or rewrite numbers */
-    if (transform)
+    struct call_parties parties;
+    call_parties_of(raw, &parties);
+    if (transform && strcmp(parties.direction, "in") == 0) /* §6.4: incoming calls only */
         apply_transform(raw, transform);
     json_t *body = NULL;
     switch (target) {

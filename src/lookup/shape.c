@@ -88,11 +88,16 @@ static json_t *shape_profile(const char *primary, json_t *d)
         display = text(d, "display_name");
     if (!display)
         return profile(NULL, NULL, NULL, NULL);
+    /* "Last First ...": the first word is the last name, the rest (blanks trimmed) the first */
     char *copy = xstrdup(display);
-    char *space = strchr(copy, ' ');
-    if (space)
-        *space++ = '\0';
-    json_t *r = profile(copy, space && *space ? space : NULL, NULL, NULL);
+    char *last = copy + strspn(copy, " ");
+    char *rest = last + strcspn(last, " ");
+    if (*rest)
+        *rest++ = '\0';
+    rest += strspn(rest, " ");
+    for (size_t n = strlen(rest); n > 0 && rest[n - 1] == ' '; n--)
+        rest[n - 1] = '\0';
+    json_t *r = profile(*last ? last : NULL, *rest ? rest : NULL, NULL, NULL);
     free(copy);
     return r;
 }

@@ -779,6 +779,26 @@ class DispatchDeliveryTest(DispatchCase):
     wait_until(lambda: self.target_stats(svc, "ms")["pending"] == 0, 10, interval=0.2,
                message="ms pending back to 0")
 
+  def test_retry_horizon_then_abandoned(self):
+    svc = self.start(retry_horizon=1)
+    self.crm.ms.respond(status=500, body={"detail": "down for good"}, path=M_DIAL)
+    uid, phone = new_uid(), new_phone()
+    self.accept(svc, event(uid, "dial", raw_in(uid, phone), token="tok-0211"))
+    wait_until(lambda: self.cluster.psql(
+      "SELECT state FROM integration_cache_outbox WHERE unique_id = '%s' AND target = 'ms'"
+      % uid) == "abandoned", 15, interval=0.2, message="abandoned after the retry horizon")
+    self.assertGreaterEqual(self.crm.ms.count(M_DIAL, unique_id=uid), 2, "retried before")
+    wait_until(lambda: svc.stats()["dispatch_abandoned"] == 1, 5, message="counted")
+    self.assertQuiet(self.crm.ms, M_DIAL, self.crm.ms.count(M_DIAL, unique_id=uid),
+                     unique_id=uid)
+    wait_until(lambda: ("ms", "dial", "error") in
+               [r[1:4] for r in self.cluster.rows(
+                 "SELECT enterprise_number, integration_type, event_type, status "
+                 "FROM integration_logs")], 5, interval=0.2, message="integration_logs error row")
+    # the call's hangup still goes out
+    self.accept(svc, event(uid, "hangup", raw_in(uid, phone, hangup=True), token="tok-0211"))
+    self.delivered(self.crm.ms, M_HANGUP, unique_id=uid)
+
   # ---- crashes and the database ----
 
   def test_sigkill_right_after_ack_loses_nothing(self):
@@ -904,6 +924,9 @@ class DispatchDeliveryTest(DispatchCase):
     svc = self.start()
     uid, phone = new_uid(), new_phone()
     body = self.accept(svc, event(uid, "dial", raw_in(uid, phone), token="tok-0211"))
+    # committed before the 200 (the database is up: no spool detour)
+    self.assertEqual(self.cluster.psql("SELECT count(*) FROM integration_cache_outbox "
+                                       "WHERE event_id = '%s'" % body["event_id"]), "3")
     self.wait_all_delivered([(uid, phone)], timeout=10)
 
     def rows():

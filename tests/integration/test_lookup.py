@@ -176,6 +176,7 @@ class LookupTest(IntegrationTestCase):
   def test_retailcrm_responsible_extension(self):
     cases = [
       ({"extension": "170", "manager_id": "19"}, "150"),  # the enterprise's mapping wins
+      ({"extension": "170", "manager_id": 18}, "151"),  # RetailCRM ids are JSON numbers
       ({"extension": "171", "manager_id": "77"}, "171"),  # not mapped: the downstream's
       ({"extension": "172", "manager_id": None}, "172"),
       ({"extension": "abc", "manager_id": None}, None),  # only all-digit extensions
@@ -251,6 +252,7 @@ class LookupTest(IntegrationTestCase):
   def test_uon_responsible_extension(self):
     cases = [
       ({"extension": "160", "manager_id": "42"}, "152"),  # uon.user_extensions wins
+      ({"extension": "160", "manager_id": 42}, "152"),
       ({"extension": "161", "manager_id": "43"}, "161"),
     ]
     for downstream, expected in cases:
@@ -403,7 +405,7 @@ class LookupTest(IntegrationTestCase):
   def test_concurrent_identical_lookups_share_one_call(self):
     number = new_number()
     self.on(self.crm.retailcrm, R_PROFILE, "+" + number, {"enterprise_name": "OOO Shared"},
-            delay=0.3 * deadline(1))
+            delay=0.5 * deadline(1))
     results = []
     barrier = threading.Barrier(10)
 
