@@ -301,15 +301,11 @@ struct loader *loader_new(struct io_loop *loop, const struct settings *set,
     l->set = set;
     l->store = store;
     l->stats = stats;
-    struct pg_conn_config cfg = {.conninfo = set->db,
-                                 .timeout = set->db_timeout,
-                                 .backoff_min = set->reconnect_min,
-                                 .backoff_max = set->reconnect_max};
-    cfg.name = "query";
+    struct pg_conn_config cfg = pg_conn_config_for(set, "query");
     l->query = pg_conn_new(loop, &cfg, &query_ops, l);
-    cfg.name = "bulk";
+    cfg = pg_conn_config_for(set, "bulk");
     l->bulk = pg_conn_new(loop, &cfg, &bulk_ops, l);
-    cfg.name = "listener";
+    cfg = pg_conn_config_for(set, "listener");
     l->listener = pg_conn_new(loop, &cfg, &listener_ops, l);
     l->sweep_timer.fn = on_sweep;
     listener_init(l);

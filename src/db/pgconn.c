@@ -319,6 +319,15 @@ static void on_deadline(struct io_loop *loop, struct io_timer *t)
     arm_deadline(c);
 }
 
+struct pg_conn_config pg_conn_config_for(const struct settings *s, const char *name)
+{
+    return (struct pg_conn_config){.name = name,
+                                   .conninfo = s->db,
+                                   .timeout = s->db_timeout,
+                                   .backoff_min = s->reconnect_min,
+                                   .backoff_max = s->reconnect_max};
+}
+
 struct pg_conn *pg_conn_new(struct io_loop *loop, const struct pg_conn_config *cfg,
                             const struct pg_conn_ops *ops, void *ctx)
 {

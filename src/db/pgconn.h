@@ -12,6 +12,7 @@
 #include <stdbool.h>
 
 #include "io/loop.h"
+#include "settings.h"
 
 enum pg_state { PG_DOWN, PG_CONNECTING, PG_READY };
 
@@ -52,6 +53,9 @@ struct pg_conn_config {
     double timeout;       /* connect and per-query deadline, seconds */
     double backoff_min, backoff_max;
 };
+
+/* The service's settings for a connection named `name` (--db, --db-timeout, --reconnect-*). */
+struct pg_conn_config pg_conn_config_for(const struct settings *s, const char *name);
 
 struct pg_conn *pg_conn_new(struct io_loop *loop, const struct pg_conn_config *cfg,
                             const struct pg_conn_ops *ops, void *ctx);

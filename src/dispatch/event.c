@@ -104,7 +104,8 @@ static long field_number(const json_t *raw, const char *key)
     return *end == '\0' ? n : -1;
 }
 
-static const char *first_internal_extension(const json_t *raw)
+/* The first member of raw.Extensions that `kind` accepts (phone_is_internal/_external). */
+static const char *first_extension(const json_t *raw, bool (*kind)(const char *))
 {
     json_t *exts = json_object_get(raw, "Extensions");
     size_t i;
@@ -112,24 +113,24 @@ static const char *first_internal_extension(const json_t *raw)
     json_array_foreach(exts, i, x)
     {
         const char *s = json_string_value(x);
-        if (s && phone_is_internal(s))
+        if (s && kind(s))
             return s;
     }
     return NULL;
 }
 
-static const char *first_external_extension(const json_t *raw)
+/* The first internal number among CallerIDNum, Extensions, ConnectedLineNum (SPEC §6.1: the
+ * call's extension, and the InternalCode added for retailcrm). */
+static const char *first_internal_party(const json_t *raw)
 {
-    json_t *exts = json_object_get(raw, "Extensions");
-    size_t i;
-    json_t *x;
-    json_array_foreach(exts, i, x)
-    {
-        const char *s = json_string_value(x);
-        if (s && phone_is_external(s))
-            return s;
-    }
-    return NULL;
+    const char *caller = json_string_value(json_object_get(raw, "CallerIDNum"));
+    const char *connected = json_string_value(json_object_get(raw, "ConnectedLineNum"));
+    if (caller && phone_is_internal(caller))
+        return caller;
+    const char *ext = first_extension(raw, phone_is_internal);
+    if (ext)
+        return ext;
+    return connected && phone_is_internal(connected) ? connected : NULL;
 }
 
 void call_parties_of(const json_t *raw, struct call_parties *out)
@@ -144,10 +145,10 @@ void call_parties_of(const json_t *raw, struct call_parties *out)
     if (type == 0 || type == 1) {
         out->direction = type == 0 ? "in" : "out";
     } else if (phone_is_internal(caller)) {
-        const char *ext = first_external_extension(raw);
+        const char *ext = first_extension(raw, phone_is_external);
         out->direction = "out";
         chosen = ext ? ext : (phone[0] ? phone : connected);
-    } else if (phone_is_external(caller) && first_internal_extension(raw)) {
+    } else if (phone_is_external(caller) && first_extension(raw, phone_is_internal)) {
         out->direction = "in";
         chosen = caller;
     } else {
@@ -155,9 +156,7 @@ void call_parties_of(const json_t *raw, struct call_parties *out)
     }
     phone_normalize(chosen, out->phone, sizeof out->phone);
 
-    const char *ext = phone_is_internal(caller) ? caller : first_internal_extension(raw);
-    if (!ext && phone_is_internal(connected))
-        ext = connected;
+    const char *ext = first_internal_party(raw);
     snprintf(out->extension, sizeof out->extension, "%s", ext ? ext : "");
 }
 
@@ -197,13 +196,7 @@ static json_t *render_retailcrm(json_t *payload, json_t *raw, bool synthetic_dia
     const char *name2 = json_string_value(json_object_get(payload, "name2"));
     if (!synthetic_dial && strcmp(event_type, "hangup") == 0 &&
         !json_object_get(raw, "InternalCode")) {
-        const char *caller = json_string_value(json_object_get(raw, "CallerIDNum"));
-        const char *connected = json_string_value(json_object_get(raw, "ConnectedLineNum"));
-        const char *code = caller && phone_is_internal(caller) ? caller : NULL;
-        if (!code)
-            code = first_internal_extension(raw);
-        if (!code && connected && phone_is_internal(connected))
-            code = connected;
+        const char *code = first_internal_party(raw);
         if (code)
             json_object_set_new(raw, "InternalCode", json_string(code));
     }

@@ -1,9 +1,11 @@
 /* Reply helpers and suspension glue (see request.h). */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "http/request.h"
 #include "util/container.h"
+#include "util/timeutil.h"
 
 void reply_static(struct http_reply *r, int status, const char *body)
 {
@@ -56,4 +58,25 @@ void http_defer(struct app *app, struct http_request *req, struct http_reply *re
         return;
     }
     loader_submit(app->loader, &req->op);
+}
+
+struct cache_entry *http_read_entry(struct app *app, struct http_request *req,
+                                    struct http_reply *rep, const char *number,
+                                    enum read_count count)
+{
+    struct cache_entry *e = cache_get_ref(app->store, number);
+    bool hit = e && entry_fresh(e, time_mono_now());
+    atomic_ulong *counter = NULL;
+    if (count == COUNT_STATUS)
+        counter = hit ? &app->stats->hits : &app->stats->misses;
+    else if (count == COUNT_CONFIG)
+        counter = hit ? &app->stats->config_hits : &app->stats->config_misses;
+    if (counter)
+        atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+    if (hit)
+        return e;
+    entry_unref(e);
+    snprintf(req->op.number, sizeof req->op.number, "%s", number);
+    http_defer(app, req, rep, LOADER_LOAD);
+    return NULL;
 }

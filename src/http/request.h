@@ -70,3 +70,13 @@ typedef void (*http_handler_fn)(struct app *app, struct http_request *req, struc
  * thread; the handler runs again with req->resumed set. Answers 503 when shutting down. */
 void http_defer(struct app *app, struct http_request *req, struct http_reply *rep,
                 enum loader_op op);
+
+/* Which counters a read moves (SPEC §4 /stats): the /integrations pair, the /config pair, none. */
+enum read_count { COUNT_STATUS, COUNT_CONFIG, COUNT_NONE };
+
+/* The shared read path: a fresh entry for `number` (a reference the caller drops), counted as a
+ * hit; or NULL on a miss, counted, after the request was handed to the I/O thread to load it
+ * (http_defer): the handler then runs again with req->resumed set and the outcome in req->op. */
+struct cache_entry *http_read_entry(struct app *app, struct http_request *req,
+                                    struct http_reply *rep, const char *number,
+                                    enum read_count count);

@@ -88,23 +88,10 @@ static void read_view(struct app *app, struct http_request *req, struct http_rep
         render(rep, e, v, type, !req->op.stale);
         return;
     }
-    bool status_view = v == VIEW_STATUS;
-    struct cache_entry *e = cache_get_ref(app->store, number);
-    if (e && entry_fresh(e, time_mono_now())) {
-        if (status_view)
-            STAT_INC(app->stats, hits);
-        else
-            STAT_INC(app->stats, config_hits);
+    struct cache_entry *e =
+        http_read_entry(app, req, rep, number, v == VIEW_STATUS ? COUNT_STATUS : COUNT_CONFIG);
+    if (e)
         render(rep, e, v, type, false);
-        return;
-    }
-    entry_unref(e);
-    if (status_view)
-        STAT_INC(app->stats, misses);
-    else
-        STAT_INC(app->stats, config_misses);
-    snprintf(req->op.number, sizeof req->op.number, "%s", number);
-    http_defer(app, req, rep, LOADER_LOAD);
 }
 
 void handle_integrations(struct app *app, struct http_request *req, struct http_reply *rep)

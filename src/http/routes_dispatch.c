@@ -181,15 +181,8 @@ void handle_dispatch(struct app *app, struct http_request *req, struct http_repl
         snprintf(c->number, sizeof c->number, "%s", c->ev.token);
         c->by_number = true;
     }
-    struct cache_entry *e = cache_get_ref(app->store, c->number);
-    if (e && entry_fresh(e, time_mono_now())) {
-        STAT_INC(app->stats, hits);
+    c->stage = STAGE_LOADING; /* in case the read below has to load */
+    struct cache_entry *e = http_read_entry(app, req, rep, c->number, COUNT_STATUS);
+    if (e)
         accept_event(app, req, rep, c, e);
-        return;
-    }
-    entry_unref(e);
-    STAT_INC(app->stats, misses);
-    c->stage = STAGE_LOADING;
-    snprintf(req->op.number, sizeof req->op.number, "%s", c->number);
-    http_defer(app, req, rep, LOADER_LOAD);
 }

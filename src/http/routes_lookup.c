@@ -125,15 +125,10 @@ static void lookup_route(struct app *app, struct http_request *req, struct http_
         }
     }
     STAT_INC(app->stats, lookup_misses);
-    struct cache_entry *e = cache_get_ref(app->store, c->lr.number);
-    if (e && entry_fresh(e, time_mono_now())) {
+    c->stage = STAGE_LOADING; /* in case the read below has to load */
+    struct cache_entry *e = http_read_entry(app, req, rep, c->lr.number, COUNT_NONE);
+    if (e)
         ask(app, req, rep, c, e);
-        return;
-    }
-    entry_unref(e);
-    c->stage = STAGE_LOADING;
-    snprintf(req->op.number, sizeof req->op.number, "%s", c->lr.number);
-    http_defer(app, req, rep, LOADER_LOAD);
 }
 
 void handle_customer_name(struct app *app, struct http_request *req, struct http_reply *rep)

@@ -212,12 +212,10 @@ struct http_server *http_server_start(struct app *app)
     if (set->listen_addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* The pool holds the request head and bookkeeping; answers are sent from our own buffers.
-     * It is sized well above --max-head so that our own JSON 431 answers heads over the limit;
-     * only a head larger than the whole pool gets libmicrohttpd's built-in 431. The pool is
-     * mapped lazily, so the headroom costs address space, not memory. */
-    size_t pool = (size_t)set->max_head * 4 + 4096;
-    if (pool < 65536)
-        pool = 65536;
+     * Twice --max-head leaves room for our own JSON 431 on heads somewhat over the limit (a head
+     * larger than the whole pool gets libmicrohttpd's built-in 431). Not larger: libmicrohttpd
+     * clears the used part of the pool for every request, a cost measured on each hit. */
+    size_t pool = (size_t)set->max_head * 2 + 4096;
     struct MHD_OptionItem opts[] = {
         {MHD_OPTION_SOCK_ADDR, 0, (void *)&set->listen_addr},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
