@@ -45,6 +45,8 @@ format:
 
 format-check:
 	@clang-format --dry-run -Werror $(SOURCES)
+	@! grep -nE '\b(sprintf|strcpy|strcat|atoi|strtok|gets)[[:space:]]*\(' $(SOURCES) \
+	  || { echo "banned call (use snprintf, strtol, buf_*): see STYLE.md" >&2; exit 1; }
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-bench

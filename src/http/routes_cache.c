@@ -48,7 +48,9 @@ static void render(struct http_reply *rep, struct cache_entry *e, enum view v, c
     switch (v) {
     case VIEW_STATUS:
         buf_append(&b, e->text + e->status_off, e->status_len);
-        buf_printf(&b, "%.3f}", time_mono_now() - e->loaded_mono);
+        char age[24];
+        buf_append(&b, age, time_format_seconds(time_mono_now() - e->loaded_mono, age));
+        buf_append(&b, "}", 1);
         break;
     case VIEW_CONFIG:
         if (!from_db) {

@@ -2,6 +2,7 @@
 #include "util/timeutil.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -38,4 +39,25 @@ size_t time_format_iso(double epoch, char *out, size_t size)
     if (n < 0)
         n = 0;
     return (size_t)n < size ? (size_t)n : size - 1;
+}
+
+size_t time_format_seconds(double seconds, char *out)
+{
+    char digits[24];
+    size_t n = 0, len = 0;
+    bool negative = seconds < 0;
+    long long ms = llround((negative ? -seconds : seconds) * 1000.0);
+    if (negative && ms != 0)
+        out[len++] = '-';
+    do { /* least significant first; at least "0.000" */
+        digits[n++] = (char)('0' + ms % 10);
+        ms /= 10;
+    } while (ms > 0 || n < 4);
+    while (n > 3)
+        out[len++] = digits[--n];
+    out[len++] = '.';
+    while (n > 0)
+        out[len++] = digits[--n];
+    out[len] = '\0';
+    return len;
 }

@@ -13,3 +13,8 @@ double time_real_now(void);
 /* Writes the ISO local-time form of `epoch` (26 characters) and returns its length; the output is
  * always NUL-terminated; `size` must be at least 27. Thread-safe. */
 size_t time_format_iso(double epoch, char *out, size_t size);
+
+/* Writes seconds with three decimals ("7.360", "-0.001"), as printf's "%.3f" would for values of
+ * magnitude below 1e15, without printf's floating-point machinery: it runs on every cache hit.
+ * Returns the length; `out` needs 24 bytes. */
+size_t time_format_seconds(double seconds, char *out);

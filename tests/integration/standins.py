@@ -42,12 +42,13 @@ class Request:
   """One recorded request. `query` maps each name to its first value (parse_qs, blanks kept),
   `body` is the parsed JSON (None when empty or not JSON), `time` is time.monotonic() at arrival,
   `status` the status answered (None while unanswered or when dropped), `answered_at` the
-  monotonic time the answer started to go out; `headers` has lower-case names."""
+  monotonic time the answer started to go out; `headers` has lower-case names; `client` is
+  the (host, port) of the connection it came on."""
 
   __slots__ = ("method", "path", "query", "query_string", "headers", "raw_body", "body", "time",
-               "wall_time", "status", "answered_at", "seq")
+               "wall_time", "status", "answered_at", "seq", "client")
 
-  def __init__(self, method, target, headers, raw_body, seq):
+  def __init__(self, method, target, headers, raw_body, seq, client=None):
     parsed = urllib.parse.urlsplit(target)
     self.method = method
     self.path = parsed.path
@@ -65,6 +66,7 @@ class Request:
     self.status = None
     self.answered_at = None
     self.seq = seq
+    self.client = client  # (host, port) of the connection it came on
 
   def get(self, key, default=None):
     """A member of the JSON body (None when the body is not an object)."""
@@ -142,7 +144,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     standin = self.server.standin
     raw = self._read_body()
     req = standin._record(self.command, self.path,
-                          {k.lower(): v for k, v in self.headers.items()}, raw)
+                          {k.lower(): v for k, v in self.headers.items()}, raw,
+                          tuple(self.client_address))
     status, body, delay = standin._decide(req)
     if delay:
       woken_by_stop = standin._sleep(delay)
@@ -348,10 +351,10 @@ class StandIn:
       else:
         self._conns.discard(conn)
 
-  def _record(self, method, target, headers, raw):
+  def _record(self, method, target, headers, raw, client=None):
     with self._lock:
       self._seq += 1
-      req = Request(method, target, headers, raw, self._seq)
+      req = Request(method, target, headers, raw, self._seq, client)
       self._requests.append(req)
     return req
 

@@ -604,6 +604,22 @@ class DispatchTest(DispatchCase):
     r = self.post_event(self.svc, event(uid, "dial", raw_in(uid, new_phone()), token="tok-0202"))
     self.assertDetail(r, 404, "enterprise not found by token")
 
+  def test_connections_to_targets_are_kept_alive(self):
+    # issue 3: keep-alive connections per target, not a connection per delivery
+    calls = []
+    for _ in range(10):
+      uid, phone = new_uid(), new_phone()
+      self.accept(self.svc, event(uid, "dial", raw_in(uid, phone)))
+      self.delivered(self.crm.retailcrm, R_PATH, uniqueId=uid)
+      self.delivered(self.crm.ms, M_DIAL, unique_id=uid)
+      calls.append(uid)
+    for standin, path, key in ((self.crm.retailcrm, R_PATH, "uniqueId"),
+                               (self.crm.ms, M_DIAL, "unique_id")):
+      with self.subTest(target=standin.name):
+        ports = {r.client for r in standin.requests(path, where=lambda r, key=key:
+                                                    r.get(key) in calls)}
+        self.assertLessEqual(len(ports), 3, "a new connection per delivery: %r" % ports)
+
   # ---- dedup (§6.3) ----
 
   def test_duplicates_ignored(self):
@@ -858,6 +874,18 @@ class DispatchDeliveryTest(DispatchCase):
     svc.restart()
     self.wait_all_delivered(calls, timeout=40)
 
+  def first_answer_after_restart(self, svc, body):
+    """Restarts svc and posts `body` as early as the service answers it with a 200 (anything
+    else -- refused connection, 503, a 404 before the first load -- is "not yet"): the first
+    moment an event can be accepted is the first moment dedup must know the old ones."""
+    svc.restart(wait_ready=False)
+    svc.wait_listening()
+
+    def answer():
+      r = self.post_event(svc, body)
+      return r if r.status == 200 else None
+    return wait_until(answer, 15, interval=0.01, message="dispatch answers 200 after restart")
+
   def test_dedup_survives_restart(self):
     svc = self.start()
     uid, phone = new_uid(), new_phone()
@@ -866,10 +894,10 @@ class DispatchDeliveryTest(DispatchCase):
     self.wait_all_delivered([(uid, phone)], timeout=10)
     duplicate = {"status": "ignored", "reason": "duplicate"}
     svc.stop()
-    svc.restart()
-    self.assertJsonResponse(self.post_event(svc, dial), 200, duplicate)
+    self.assertJsonResponse(self.first_answer_after_restart(svc, dial), 200, duplicate)
     svc.kill()
-    svc.restart()
+    self.assertJsonResponse(self.first_answer_after_restart(svc, dial), 200, duplicate)
+    svc.wait_ready()
     self.assertJsonResponse(self.post_event(svc, dial), 200, duplicate)
     hangup = event(uid, "hangup", raw_in(uid, phone, hangup=True), token="tok-0211")
     self.accept(svc, hangup)

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -117,6 +118,21 @@ static void test_clocks(void **state)
     assert_true(r2 - (double)now < 2.0 && (double)now - r2 < 2.0);
 }
 
+/* time_format_seconds must agree with printf's "%.3f" across magnitudes and signs. */
+static void test_format_seconds_matches_printf(void **state)
+{
+    (void)state;
+    const double values[] = {0,       0.0004,    0.0005,     0.001,  7.36,    7.3649,
+                             59.9996, 1234.5678, 1e9 + 0.25, -0.001, -3.2105, 86399.9994};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char ours[32], theirs[32];
+        size_t n = time_format_seconds(values[i], ours);
+        snprintf(theirs, sizeof theirs, "%.3f", values[i]);
+        assert_string_equal(ours, theirs);
+        assert_int_equal(n, strlen(theirs));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +142,7 @@ int main(void)
         cmocka_unit_test_setup(test_fixed_offset_zone, use_utc),
         cmocka_unit_test_setup(test_truncation, use_utc),
         cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_format_seconds_matches_printf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
