@@ -120,7 +120,12 @@ void refresh_start(struct loader *l, struct loader_request *waiter)
                              .on_row = refresh_row,
                              .on_done = refresh_done,
                              .ctx = l};
-    pg_conn_submit(l->bulk, &r->q);
+    /* `bulk` keeps long refreshes away from misses; while it is still reconnecting, the `query`
+     * connection serves rather than failing a refresh the database could answer. */
+    struct pg_conn *c = pg_conn_state(l->bulk) == PG_READY ? l->bulk : l->query;
+    if (pg_conn_state(c) != PG_READY)
+        c = l->bulk;
+    pg_conn_submit(c, &r->q);
 }
 
 static void on_refresh_timer(struct io_loop *loop, struct io_timer *t)
