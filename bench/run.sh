@@ -12,11 +12,15 @@
 #
 # Steps: (1) set-up; (2) wrk at 1 and 50 connections, alternating the two servers, several rounds,
 # with server CPU from /proc/PID/stat; (3) update-to-served delay with bench/lag_probe.py, idle and
-# under load; (4) the summary on stdout and in docs/PERFORMANCE.md (bench/report.py).
+# under load; (4) dispatch intake: POST /dispatch/call-event (bench/dispatch.lua) at 1 and 50
+# connections against a second service on a second PostgreSQL with fsync=on (durable commits),
+# its three delivery targets stood in for by nginx answering at once, then a check that the outbox
+# drains; (5) the summary on stdout and in docs/PERFORMANCE.md (bench/report.py).
 # Nothing here is a pass/fail assertion: a run with errors is reported as such, not as a number.
 # The exit status is non-zero only when the bench itself could not run (e.g. the service did not
 # start). Knobs: BENCH_DURATION (s per run, 5), BENCH_WARMUP (s, 1), BENCH_ROUNDS (5),
-# BENCH_LAG_SAMPLES (100), BENCH_OUT (docs/PERFORMANCE.md).
+# BENCH_LAG_SAMPLES (100), BENCH_DISPATCH_DURATION (s per dispatch run, 3), BENCH_DRAIN_DEADLINE
+# (s the outbox gets to drain after the last dispatch run, 25), BENCH_OUT (docs/PERFORMANCE.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,6 +34,8 @@ DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-1}
 ROUNDS=${BENCH_ROUNDS:-5}
 LAG_SAMPLES=${BENCH_LAG_SAMPLES:-100}
+DISPATCH_DURATION=${BENCH_DISPATCH_DURATION:-3}
+DRAIN_DEADLINE=${BENCH_DRAIN_DEADLINE:-25}
 OUT=${BENCH_OUT:-$root/docs/PERFORMANCE.md}
 FIRST=1000 # enterprises 1000..1999: four digits each, so every /integrations path has one length
 COUNT=1000
@@ -46,7 +52,7 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ic-bench.XXXXXX")
 mkdir -p "$tmp/wrk"
-svc_pid="" nginx_pid="" load_pid=""
+svc_pid="" nginx_pid="" load_pid="" dsp_pid=""
 
 # Stops one process we started: SIGTERM, up to 10 s of grace, then SIGKILL.
 stop_pid() {
@@ -63,14 +69,19 @@ cleanup() {
   local status=$?
   trap - EXIT INT TERM
   set +e
-  if [ "$status" -ne 0 ] && [ -f "$tmp/service.log" ]; then
-    log "last lines of the service log:"
-    tail -n 20 "$tmp/service.log" >&2
+  if [ "$status" -ne 0 ]; then
+    for f in service dispatch-service; do
+      [ -f "$tmp/$f.log" ] || continue
+      log "last lines of $f.log:"
+      tail -n 20 "$tmp/$f.log" >&2
+    done
   fi
   stop_pid "$load_pid" INT
+  stop_pid "$dsp_pid" TERM
   stop_pid "$nginx_pid" TERM
   stop_pid "$svc_pid" TERM
   [ -d "$tmp/pg" ] && "$root/scripts/pgcluster.sh" stop "$tmp/pg"
+  [ -d "$tmp/pgd" ] && "$root/scripts/pgcluster.sh" stop "$tmp/pgd"
   if [ "${BENCH_KEEP:-0}" = 1 ]; then
     log "kept $tmp"
   else
@@ -133,10 +144,11 @@ machine_busy() {
   echo $((user + nice + system + irq + softirq))
 }
 
-# stats_get NAME: one integer member of the service's /stats (0 when it cannot be read).
+# stats_get NAME [PORT]: one integer member of a service's /stats (0 when it cannot be read);
+# PORT defaults to the cache service's.
 stats_get() {
   local v
-  v=$(curl -fsS --max-time 2 "http://127.0.0.1:$svc_port/stats" | grep -o "\"$1\":[0-9]*" | cut -d: -f2) || true
+  v=$(curl -fsS --max-time 2 "http://127.0.0.1:${2:-$svc_port}/stats" | grep -o "\"$1\":[0-9]*" | cut -d: -f2) || true
   echo "${v:-0}"
 }
 
@@ -176,6 +188,8 @@ nginx_body=${body//\\/\\\\}
 nginx_body=${nginx_body//\'/\\\'}
 
 nginx_port=$(free_port)
+# stand-ins for the three delivery targets of call-event dispatch (step 4), in the same nginx
+rc_port=$(free_port) uon_port=$(free_port) ms_port=$(free_port)
 workers=$(nproc)
 nginx_user=""
 # as root the workers would run as the compiled-in user; name Debian's web user explicitly
@@ -185,6 +199,9 @@ conf=$(<"$here/nginx.conf.in")
 conf=${conf//@PREFIX@/"$tmp/nginx"}
 conf=${conf//@WORKERS@/"$workers"}
 conf=${conf//@PORT@/"$nginx_port"}
+conf=${conf//@RETAILCRM_PORT@/"$rc_port"}
+conf=${conf//@UON_PORT@/"$uon_port"}
+conf=${conf//@MS_PORT@/"$ms_port"}
 conf=${conf//@USER@/"$nginx_user"}
 conf=${conf//@BODY@/"$nginx_body"}
 printf '%s\n' "$conf" >"$tmp/nginx/nginx.conf"
@@ -195,6 +212,10 @@ nginx_pid=$!
 wait_http "http://127.0.0.1:$nginx_port/integrations/$FIRST" "$nginx_pid" 10
 [ "$(curl -fsS "http://127.0.0.1:$nginx_port/integrations/$FIRST")" = "$body" ] ||
   die "nginx does not answer the reference body"
+for p in "$rc_port" "$uon_port" "$ms_port"; do
+  [ "$(curl -fsS -X POST -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$p/internal/x")" = '{}' ] ||
+    die "the nginx stand-in on port $p does not answer POST /internal/ with {}"
+done
 
 meta date "$(date '+%Y-%m-%d %H:%M:%S %Z')"
 meta loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"

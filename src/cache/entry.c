@@ -231,7 +231,10 @@ struct cache_entry *entry_build(const char *number, const char *config, size_t l
             entry_unref(e);
             e = NULL;
         } else {
-            e->text = buf_steal(&b, NULL);
+            size_t text_len;
+            e->text = buf_steal(&b, &text_len);
+            e->text =
+                xrealloc(e->text, text_len + 1); /* give back the growth slack: 100k entries */
         }
     }
     json_decref(d.root);

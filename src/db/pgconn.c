@@ -252,6 +252,9 @@ static void read_results(struct pg_conn *c)
             continue;
         }
         if (PQresultStatus(res) == PGRES_SINGLE_TUPLE) {
+            /* a streaming query is timed on progress, not on its total length: a refresh of
+             * many rows may take longer than the timeout and still be healthy */
+            q->deadline = time_mono_now() + c->cfg.timeout;
             if (q->on_row)
                 q->on_row(q, res);
             PQclear(res);

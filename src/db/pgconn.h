@@ -33,7 +33,7 @@ struct pg_query {
     pg_row_fn on_row;
     pg_done_fn on_done;
     void *ctx;
-    double deadline; /* set by pg_conn_submit */
+    double deadline; /* set by pg_conn_submit; single-row queries: renewed by every row */
     bool sent;       /* set once the query is on its way to the server */
     struct pg_query *next;
 };

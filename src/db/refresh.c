@@ -4,6 +4,7 @@
  * the current one in one step. A failed refresh discards the new table and keeps the old one in
  * service, and is retried with backoff. Requests for a refresh while one runs share it.
  */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +75,7 @@ static void refresh_done(struct pg_query *q, const PGresult *res, const char *er
     }
     size_t n = cache_swap(l->store, r->table, r->seq);
     r->table = NULL;
+    malloc_trim(0); /* the old table's memory back to the system, not kept as heap slack */
     r->owed = false;
     r->backoff = 1.0;
     STAT_ADD(l->stats, validation_problems, r->problems + r->skipped);

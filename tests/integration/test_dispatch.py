@@ -241,6 +241,16 @@ class DispatchTest(DispatchCase):
         self.assertEqual(self.crm.retailcrm.requests(R_PATH, uniqueId=uid), [])
         self.assertEqual(self.crm.uon.requests(U_DIAL, phone="+" + phone), [])
 
+  def test_empty_token_matches_no_enterprise(self):
+    # 0203 has an empty name2: an empty token must not find it (nor anything else)
+    uid = new_uid()
+    r = self.post_event(self.svc, event(uid, "dial", raw_in(uid, new_phone()), token=""))
+    self.assertIn(r.status, (400, 404), r.body)
+    self.assertIn(r.body, ({"detail": "invalid payload"},
+                           {"detail": "enterprise not found by token"}))
+    time.sleep(0.3)
+    self.assertEqual(self.crm.retailcrm.requests(R_PATH, uniqueId=uid), [])
+
   # ---- tokens ----
 
   def test_token_by_name2_secret_number(self):
@@ -305,6 +315,17 @@ class DispatchTest(DispatchCase):
     self.assertPayload(reqs[0].body, {"token": "tok-0201", "uniqueId": uid, "event_type": "dial",
                                       "raw": raw}, unset=["record_url"])
     self.assertQuiet(self.crm.retailcrm, R_PATH, 1, uniqueId=uid)
+
+  def test_raw_passed_through_intact(self):
+    # what the platform puts in raw arrives as it was: other members, nesting, UTF-8, escapes
+    uid = new_uid()
+    raw = raw_in(uid, new_phone(), CallerIDName="Иванов Иван \U0001F4DE",
+                 Note='quote " backslash \\ tab \t newline \n', Nested={"a": [1, 2.5, None,
+                 True, {"b": "c"}]}, Big=9007199254740991, Empty={}, EmptyList=[])
+    self.accept(self.svc, event(uid, "dial", raw))
+    self.assertEqual(self.delivered(self.crm.retailcrm, R_PATH, uniqueId=uid)[0].body["raw"],
+                     raw)
+    self.assertEqual(self.delivered(self.crm.ms, M_DIAL, unique_id=uid)[0].body["raw"], raw)
 
   def test_retailcrm_hangup_after_dial_gets_internal_code(self):
     cases = [
@@ -902,7 +923,39 @@ class DispatchDeliveryTest(DispatchCase):
     hangup = event(uid, "hangup", raw_in(uid, phone, hangup=True), token="tok-0211")
     self.accept(svc, hangup)
     self.delivered(self.crm.ms, M_HANGUP, unique_id=uid)
-    self.assertEqual(len(self.crm.ms.requests(M_DIAL, unique_id=uid)), 1)
+
+  def test_clean_stop_does_not_redeliver(self):
+    # SIGTERM right after deliveries were answered: a graceful stop records them as delivered,
+    # so the restarted instance does not send them again (SPEC §8: finish in-flight work)
+    svc = self.start()
+    calls = self.send_dials(svc, 10)
+    self.wait_all_delivered(calls, timeout=10)
+    svc.stop()
+    svc.restart()
+    # and at once after the answers: the service has them, the write-back may still be queued
+    more = []
+    for _ in range(3):
+      uid, phone = new_uid(), new_phone()
+      self.accept(svc, event(uid, "dial", raw_in(uid, phone), token="tok-0211"))
+      more.append((uid, phone))
+    total = 3 * (len(calls) + len(more))
+    end = time.monotonic() + deadline(10)
+    while sum(len(s.answered()) for s in self.crm.all()) < total:
+      self.assertLess(time.monotonic(), end, "not delivered: %s" % self.crm.summary())
+      time.sleep(0.001)
+    time.sleep(0.002)
+    svc.stop()
+    svc.restart()
+    calls += more
+    time.sleep(QUIET * 2)
+    again = []
+    for uid, phone in calls:
+      for name, n in (("retailcrm", self.crm.retailcrm.count(R_PATH, uniqueId=uid)),
+                      ("uon", self.crm.uon.count(U_DIAL, phone="+" + phone)),
+                      ("ms", self.crm.ms.count(M_DIAL, unique_id=uid))):
+        if n != 1:
+          again.append((name, uid, n))
+    self.assertEqual(again, [], "delivered again after a clean stop: (target, uniqueId, times)")
 
   def test_sigterm_with_pending_events_exits_0_and_restart_delivers(self):
     svc = self.start()
