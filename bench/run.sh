@@ -371,10 +371,287 @@ load_pid=""
 grep '^BENCH ' "$tmp/wrk/lag-load.out" >"$tmp/lag-load.wrk" || true
 
 # ---------------------------------------------------------------------------------------------
-# 4. Report
+# 4. Dispatch intake
 # ---------------------------------------------------------------------------------------------
+# The cache service is done: its /stats and warnings are kept for the report and it stops, so
+# that nothing of it (a periodic full refresh, say) runs during the dispatch measurement.
 curl -fsS --max-time 2 "http://127.0.0.1:$svc_port/stats" >"$tmp/stats.json" || echo '{}' >"$tmp/stats.json"
 grep -E ' (WARN|ERROR) ' "$tmp/service.log" >"$tmp/service-warnings.log" || true
+stop_pid "$svc_pid" TERM
+svc_pid=""
+
+# Durable commits: a second cluster with fsync=on (synchronous_commit keeps its default, on), so
+# that every acknowledged event has been through a WAL flush to the disk. pg_stat_statements (group
+# commits per round, claim and write-back queries) and track_wal_io_timing (WAL fsync time) are
+# switched on for the report; preloading the former needs a restart, about a second.
+log "dispatch: starting a second PostgreSQL (fsync=on) in $tmp/pgd"
+dpg_port=$(PGCLUSTER_FSYNC=on "$root/scripts/pgcluster.sh" start "$tmp/pgd")
+ddb="host=127.0.0.1 port=$dpg_port user=postgres dbname=postgres connect_timeout=5"
+# dpsql ARGS...: psql on the dispatch cluster, unaligned, tuples only, 10 s statement timeout
+dpsql() { PGOPTIONS='-c statement_timeout=10s' psql "$ddb" -X -A -t -q -v ON_ERROR_STOP=1 -P null=- "$@"; }
+pgss=0
+if [ -f /usr/lib/postgresql/15/lib/pg_stat_statements.so ]; then
+  dpsql -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" \
+    -c "ALTER SYSTEM SET track_wal_io_timing = on" >/dev/null
+  "$root/scripts/pgcluster.sh" stop "$tmp/pgd"
+  dpg_port=$(PGCLUSTER_FSYNC=on "$root/scripts/pgcluster.sh" start "$tmp/pgd")
+  ddb="host=127.0.0.1 port=$dpg_port user=postgres dbname=postgres connect_timeout=5"
+  dpsql -c "CREATE EXTENSION pg_stat_statements" >/dev/null
+  pgss=1
+else
+  dpsql -c "ALTER SYSTEM SET track_wal_io_timing = on" -c "SELECT pg_reload_conf()" >/dev/null
+fi
+[ "$(dpsql -c 'SHOW fsync')" = on ] || die "the dispatch cluster does not run with fsync=on"
+
+python3 "$root/scripts/seed.py" --count "$COUNT" --first "$FIRST" --config-bytes "$CONFIG_BYTES" \
+  --no-extras | PGCLIENTENCODING=UTF8 psql "$ddb" -X -q -v ON_ERROR_STOP=1 >/dev/null
+DATABASE_URL=$ddb "$bin" migrate 2>"$tmp/dispatch-migrate.log" ||
+  { cat "$tmp/dispatch-migrate.log" >&2; die "migrate (dispatch cluster) failed"; }
+
+# The token: name2 of the first seeded enterprise with retailcrm, uon and ms all enabled (the
+# spellings the service accepts: true, 1, "true" in any case), so that every event is three
+# outbox rows and three deliveries.
+enabled_sql() { echo "lower(btrim((integrations_config->'$1'->'enabled')::text, '\"')) IN ('true', '1')"; }
+IFS='|' read -r dsp_number dsp_token < <(dpsql -c "SELECT number, name2 FROM enterprises
+  WHERE active AND number ~ '^[0-9]{4}$' AND coalesce(name2, '') ~ '^[A-Za-z0-9_.-]+$'
+    AND $(enabled_sql retailcrm) AND $(enabled_sql uon) AND $(enabled_sql ms)
+  ORDER BY number LIMIT 1") || true
+[ -n "${dsp_token:-}" ] || die "no seeded enterprise has retailcrm, uon and ms enabled (scripts/seed.py changed?)"
+
+dsp_port=$(free_port)
+log "dispatch: starting the service on 127.0.0.1:$dsp_port (targets: nginx stand-ins on $rc_port, $uon_port, $ms_port)"
+DATABASE_URL=$ddb "$bin" serve --listen "127.0.0.1:$dsp_port" \
+  --retailcrm-url "http://127.0.0.1:$rc_port" --uon-url "http://127.0.0.1:$uon_port" \
+  --ms-url "http://127.0.0.1:$ms_port" --spool-dir "$tmp/spool" </dev/null 2>"$tmp/dispatch-service.log" &
+dsp_pid=$!
+wait_http "http://127.0.0.1:$dsp_port/ready" "$dsp_pid" 30
+
+# One event by hand: accepted for all three targets, and delivered to each within 10 s.
+probe=$(curl -fsS --max-time 10 -H 'Content-Type: application/json' -d "{\"token\":\"$dsp_token\",
+  \"uniqueId\":\"bench-probe.0\",\"event_type\":\"dial\",\"raw\":{\"Phone\":\"+375290000000\",
+  \"CallType\":0,\"Extensions\":[\"150\"]}}" "http://127.0.0.1:$dsp_port/dispatch/call-event") ||
+  die "the probe event was not accepted"
+for t in retailcrm uon ms; do
+  case $probe in *'"success":true'*"\"$t\""*) ;; *) die "probe event: no $t in $probe" ;; esac
+done
+deadline=$((SECONDS + 10))
+until [ "$(stats_get dispatch_delivered "$dsp_port")" -ge 3 ]; do
+  [ "$SECONDS" -lt "$deadline" ] || die "the probe event was not delivered to the three stand-ins within 10 s"
+  kill -0 "$dsp_pid" 2>/dev/null || die "the dispatch service exited"
+  sleep 0.1
+done
+
+meta dispatch_loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
+meta dispatch_pg "fsync=$(dpsql -c 'SHOW fsync'), synchronous_commit=$(dpsql -c 'SHOW synchronous_commit'), wal_sync_method=$(dpsql -c 'SHOW wal_sync_method')"
+meta dispatch_fs "$(df -T "$tmp/pgd" 2>/dev/null | awk 'NR == 2 {print $2 " on " $1}')"
+meta dispatch_enterprise "$dsp_number"
+meta dispatch_token "$dsp_token"
+meta dispatch_duration "$DISPATCH_DURATION"
+meta drain_deadline "$DRAIN_DEADLINE"
+meta pgss "$pgss"
+
+# pg_ticks DIR: CPU clock ticks of a cluster: the postmaster's own and those of its children that
+# have exited (cutime + cstime), plus every live child's (backends, WAL writer, autovacuum...).
+pg_ticks() {
+  local pm fields sum child
+  read -r pm <"$1/data/postmaster.pid" && read -r fields <"/proc/$pm/stat" || { echo 0; return 0; }
+  fields=${fields##*) }
+  read -r -a f <<<"$fields"
+  sum=$((f[11] + f[12] + f[13] + f[14]))
+  for child in $(pgrep -P "$pm"); do
+    if read -r fields <"/proc/$child/stat" 2>/dev/null; then
+      fields=${fields##*) }
+      read -r -a f <<<"$fields"
+      sum=$((sum + f[11] + f[12]))
+    fi
+  done
+  echo "$sum"
+}
+
+# pg_snap [ID0]: "max_id pending rows_after_ID0 insert_calls insert_ms claim_calls claim_ms
+# claims_running" of the outbox, pg_stat_statements and pg_stat_activity ("-": not known).
+# pgss_sql PREFIX EXPR: EXPR over the pg_stat_statements entries whose text starts with PREFIX.
+pgss_sql() { echo "(SELECT coalesce($2, 0) FROM pg_stat_statements WHERE query LIKE '$1%')"; }
+pg_snap() {
+  local since="NULL" ss="NULL, NULL, NULL, NULL"
+  [ -n "${1:-}" ] && since="(SELECT count(*) FROM integration_cache_outbox WHERE id > $1)"
+  if [ "$pgss" = 1 ]; then
+    ss="$(pgss_sql 'INSERT INTO integration_cache_outbox' 'sum(calls)'),
+        $(pgss_sql 'INSERT INTO integration_cache_outbox' 'round(sum(total_exec_time)::numeric, 1)'),
+        $(pgss_sql 'WITH due AS' 'sum(calls)'),
+        $(pgss_sql 'WITH due AS' 'round(sum(total_exec_time)::numeric, 1)')"
+  fi
+  dpsql -F ' ' -c "SELECT (SELECT coalesce(max(id), 0) FROM integration_cache_outbox),
+    (SELECT count(*) FROM integration_cache_outbox WHERE state = 'pending'), $since, $ss,
+    (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH due AS%')" ||
+    echo "0 - - - - - - -"
+}
+
+# dstats: "accepted delivered spooled retried abandoned duplicates" from the dispatch service's /stats.
+dstats() {
+  local js k v out=""
+  js=$(curl -fsS --max-time 2 "http://127.0.0.1:$dsp_port/stats") || js=""
+  for k in accepted delivered spooled retried abandoned duplicates; do
+    v=$(grep -o "\"dispatch_$k\":[0-9]*" <<<"$js" | cut -d: -f2) || true
+    out+="${v:-0} "
+  done
+  echo "$out"
+}
+
+printf 'conns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tbad_body\tduplicates\tsocket_errors\tcpu_ticks\tcpu_split\tpg_ticks\twrk_cpu_s\tmachine_ticks\taccepted\tdelivered\tspooled\tretried\trows\tpending_after\tinsert_calls\tinsert_ms\tclaim_calls\tclaim_ms\tclaims_running\n' \
+  >"$tmp/dispatch.tsv"
+
+# measure_dispatch CONNS THREADS ROUND SECONDS: one wrk run of bench/dispatch.lua on the dispatch
+# service; appends a row to dispatch.tsv unless ROUND is "warmup". Every run gets its own TAG, so
+# its uniqueIds are new. Server CPU: the service (per thread, as above) and the whole PostgreSQL
+# cluster. Outbox rows written: rows with an id above the largest before the run, counted 0.3 s
+# after wrk stopped (events in flight at its end are still committed and acknowledged).
+dispatch_seq=0
+measure_dispatch() {
+  local conns=$1 threads=$2 round=$3 secs=$4
+  local out="$tmp/wrk/dispatch-c$conns-$round" lagc=$(((conns + threads - 1) / threads + 1))
+  dispatch_seq=$((dispatch_seq + 1))
+  local tag=$(($(date +%s) * 1000 + dispatch_seq))
+  local cmd statfiles=(/proc/"$dsp_pid"/task/*/stat)
+  read -r -a cmd <<<"wrk -t$threads -c$conns -d${secs}s --latency -s $here/dispatch.lua http://127.0.0.1:$dsp_port -- $dsp_token $tag $lagc"
+  [ "$round" = 1 ] && echo "${cmd[*]}" | sed "s|$here|bench|; s|$dsp_port|DISPATCH_PORT|; s| $tag | TAG |" >>"$tmp/dispatch-commands.txt"
+  local -a snap0 snap1 st0 st1 each0 each1
+  read -r -a snap0 <<<"$(pg_snap)"
+  read -r -a st0 <<<"$(dstats)"
+  local ticks0 ticks1 pg0 pg1 busy0 busy1
+  ticks0=$(cpu_ticks "$dsp_pid")
+  mapfile -t each0 < <(cpu_each "${statfiles[@]}")
+  pg0=$(pg_ticks "$tmp/pgd")
+  busy0=$(machine_busy)
+  local TIMEFORMAT='%U %S'
+  { time "${cmd[@]}" >"$out.out" 2>"$out.err"; } 2>"$out.time" || true
+  busy1=$(machine_busy)
+  ticks1=$(cpu_ticks "$dsp_pid")
+  mapfile -t each1 < <(cpu_each "${statfiles[@]}")
+  pg1=$(pg_ticks "$tmp/pgd")
+  [ "$round" = warmup ] && return 0
+  sleep 0.3
+  read -r -a snap1 <<<"$(pg_snap "${snap0[0]}")"
+  read -r -a st1 <<<"$(dstats)"
+
+  local line status
+  line=$(grep '^BENCH ' "$out.out" || true)
+  local -A r=()
+  for kv in $line; do
+    case $kv in *=*) r[${kv%%=*}]=${kv#*=} ;; esac
+  done
+  local sock_err=$((${r[errors_connect]:-0} + ${r[errors_read]:-0} + ${r[errors_write]:-0} + ${r[errors_timeout]:-0}))
+  if [ -z "$line" ]; then
+    status="wrk failed: $(head -c 200 "$out.err" | tr '\n\t' '  ')"
+  elif [ "${r[non200]}" -gt 0 ] || [ "${r[bad_body]}" -gt 0 ] || [ "$sock_err" -gt 0 ]; then
+    status=errors
+  else
+    status=ok
+  fi
+  local wrk_cpu split="" i d
+  wrk_cpu=$(awk '{printf "%.2f", $1 + $2}' "$out.time" 2>/dev/null || echo -)
+  for i in "${!each1[@]}"; do
+    d=$((each1[i] - each0[i]))
+    [ "$d" -gt 0 ] && split+="${split:+/}$(awk -v t="$d" -v hz="$clk_tck" 'BEGIN{printf "%.2f", t / hz}')"
+  done
+  local fields=("$conns" "$threads" "$round" "$status" "${r[rps]:--}" "${r[requests]:--}"
+    "${r[p50_us]:--}" "${r[p99_us]:--}" "${r[max_us]:--}" "${r[non200]:--}" "${r[bad_body]:--}"
+    "${r[duplicates]:--}" "$sock_err" "$((ticks1 - ticks0))" "${split:--}" "$((pg1 - pg0))"
+    "$wrk_cpu" "$((busy1 - busy0))" "$((st1[0] - st0[0]))" "$((st1[1] - st0[1]))"
+    "$((st1[2] - st0[2]))" "$((st1[3] - st0[3]))" "${snap1[2]}" "${snap1[1]}"
+    "$(delta "${snap0[3]}" "${snap1[3]}")" "$(delta "${snap0[4]}" "${snap1[4]}")"
+    "$(delta "${snap0[5]}" "${snap1[5]}")" "$(delta "${snap0[6]}" "${snap1[6]}")" "${snap1[7]}")
+  (IFS=$'\t'; echo "${fields[*]}") >>"$tmp/dispatch.tsv"
+  log "  dispatch c=$conns round $round: $status, ${r[rps]:-?} events/s, p99 ${r[p99_us]:-?} us, $((st1[0] - st0[0])) accepted, ${snap1[1]} pending after"
+}
+
+# delta A B: B - A, or "-" when either is not a number.
+delta() {
+  if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]]; then awk -v a="$1" -v b="$2" 'BEGIN{print b - a}'; else echo -; fi
+}
+
+# wait_drain SECONDS NAME: polls the outbox every 0.5 s until no row is pending, SECONDS have
+# passed, or nothing at all was delivered for 10 s (stalled: waiting longer only costs time); the
+# trace (seconds since the start, pending rows, /stats dispatch_delivered) goes to drain-NAME.tsv
+# for the report.
+wait_drain() {
+  local secs=$1 name=$2 t0 n el delivered last_delivered=-1 last_change=0
+  t0=$(date +%s.%N)
+  : >"$tmp/drain-$name.tsv"
+  while :; do
+    n=$(dpsql -c "SELECT count(*) FROM integration_cache_outbox WHERE state = 'pending'") || n=-
+    el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}')
+    delivered=$(stats_get dispatch_delivered "$dsp_port")
+    printf '%s\t%s\t%s\n' "$el" "$n" "$delivered" >>"$tmp/drain-$name.tsv"
+    [ "$n" = 0 ] && break
+    awk -v e="$el" -v s="$secs" 'BEGIN{exit !(e >= s)}' && break
+    if [ "$delivered" != "$last_delivered" ]; then
+      last_delivered=$delivered last_change=$el
+    elif awk -v e="$el" -v c="$last_change" 'BEGIN{exit !(e - c >= 10)}'; then
+      log "  nothing delivered for 10 s: the outbox is not draining"
+      break
+    fi
+    sleep 0.5
+  done
+  log "  outbox after ${el}s: $n pending"
+}
+
+# the counters that cover the whole dispatch part: WAL (fsyncs and their time) and statements
+dpsql -c "SELECT pg_stat_reset_shared('wal')" >/dev/null
+[ "$pgss" = 1 ] && dpsql -c "SELECT pg_stat_statements_reset()" >/dev/null
+commits0=$(dpsql -c "SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'")
+accepted0=$(stats_get dispatch_accepted "$dsp_port")
+for load in "${LOADS[@]}"; do
+  conns=${load%%:*} threads=${load##*:}
+  if [ "$conns" != "${LOADS[0]%%:*}" ]; then
+    log "dispatch: waiting up to 10 s for the outbox to drain before the next load"
+    wait_drain 10 "before-c$conns"
+  fi
+  log "dispatch intake at $conns connection(s): warm-up ${WARMUP}s, then $ROUNDS rounds of ${DISPATCH_DURATION}s"
+  measure_dispatch "$conns" "$threads" warmup "$WARMUP"
+  for round in $(seq "$ROUNDS"); do
+    measure_dispatch "$conns" "$threads" "$round" "$DISPATCH_DURATION"
+  done
+done
+log "dispatch: waiting up to ${DRAIN_DEADLINE}s for the outbox to drain"
+wait_drain "$DRAIN_DEADLINE" final
+
+# What the database and the service say at the end.
+curl -fsS --max-time 2 "http://127.0.0.1:$dsp_port/stats" >"$tmp/dispatch-stats.json" || echo '{}' >"$tmp/dispatch-stats.json"
+meta dispatch_accepted_total "$(($(stats_get dispatch_accepted "$dsp_port") - accepted0))"
+meta dispatch_commits "$(($(dpsql -c "SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'") - commits0))"
+dpsql -F $'\t' -c "SELECT wal_records, wal_bytes, wal_write, wal_sync, round(wal_sync_time::numeric, 1) FROM pg_stat_wal" \
+  >"$tmp/dispatch-wal.tsv" || : >"$tmp/dispatch-wal.tsv"
+dpsql -F $'\t' -c "SELECT state, target, count(*) FROM integration_cache_outbox GROUP BY 1, 2 ORDER BY 1, 2" \
+  >"$tmp/dispatch-outbox.tsv" || : >"$tmp/dispatch-outbox.tsv"
+dpsql -F $'\t' -c "SELECT count(*), coalesce(round(max(extract(epoch FROM now() - query_start))::numeric, 1), 0)
+  FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH due AS%'" >"$tmp/dispatch-claims.tsv" ||
+  : >"$tmp/dispatch-claims.tsv"
+dpsql -F $'\t' -c "SELECT coalesce(to_char(last_autoanalyze, 'HH24:MI:SS'), 'never'), autoanalyze_count,
+  n_live_tup FROM pg_stat_user_tables WHERE relname = 'integration_cache_outbox'" >"$tmp/dispatch-analyze.tsv" ||
+  : >"$tmp/dispatch-analyze.tsv"
+# the plan the claim query (src/dispatch/queries.h, without the sip_unit transform) gets now
+dpsql -c "EXPLAIN WITH due AS (SELECT o.id FROM integration_cache_outbox o
+  WHERE o.target = 'uon' AND o.state = 'pending' AND o.next_attempt_at <= now()
+    AND (o.locked_until IS NULL OR o.locked_until < now())
+    AND NOT EXISTS (SELECT 1 FROM integration_cache_outbox p WHERE p.unique_id = o.unique_id
+      AND p.target = o.target AND p.state = 'pending' AND p.id < o.id)
+  ORDER BY o.id LIMIT 32 FOR UPDATE OF o SKIP LOCKED) SELECT count(*) FROM due" \
+  >"$tmp/dispatch-claim-plan.txt" 2>&1 || true
+if [ "$pgss" = 1 ]; then
+  dpsql -F $'\t' -c "SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 2),
+      round(max_exec_time::numeric, 1), rows, left(regexp_replace(query, '\s+', ' ', 'g'), 60)
+    FROM pg_stat_statements WHERE query LIKE ANY (ARRAY['INSERT INTO integration%', 'WITH due AS%',
+      'UPDATE integration_cache_outbox%', 'SELECT target, count(*)%', 'DELETE FROM integration%'])
+    ORDER BY total_exec_time DESC" >"$tmp/dispatch-pgss.tsv" || : >"$tmp/dispatch-pgss.tsv"
+fi
+grep -E ' (WARN|ERROR) ' "$tmp/dispatch-service.log" >"$tmp/dispatch-warnings.log" || true
+stop_pid "$dsp_pid" TERM
+dsp_pid=""
+
+# ---------------------------------------------------------------------------------------------
+# 5. Report
+# ---------------------------------------------------------------------------------------------
 cp "$tmp/nginx/error.log" "$tmp/nginx-error.log" 2>/dev/null || : >"$tmp/nginx-error.log"
 mkdir -p "$(dirname "$OUT")"
 python3 "$here/report.py" --dir "$tmp" --out "$OUT"

@@ -24,12 +24,13 @@
 #include "util/log.h"
 #include "util/timeutil.h"
 
-#define SHUTDOWN_GRACE 5.0 /* seconds suspended requests get to finish */
+#define SHUTDOWN_GRACE 5.0 /* seconds suspended requests and deliveries get to finish */
 
 struct shutdown {
     struct io_watch signals;
     struct io_timer poll;
     struct http_server *http;
+    struct dispatcher *dispatcher;
     double deadline;
 };
 
@@ -37,7 +38,8 @@ static struct shutdown shutdown_state;
 
 static void check_drained(struct io_loop *loop, struct io_timer *t)
 {
-    if (http_server_idle(shutdown_state.http) || time_mono_now() >= shutdown_state.deadline) {
+    bool idle = http_server_idle(shutdown_state.http) && dispatcher_idle(shutdown_state.dispatcher);
+    if (idle || time_mono_now() >= shutdown_state.deadline) {
         io_loop_stop(loop);
         return;
     }
@@ -51,6 +53,7 @@ static void on_signal(struct io_loop *loop, int fd, uint32_t events, void *ctx)
         return;
     log_info("signal %u received: shutting down", si.ssi_signo);
     http_server_close(shutdown_state.http);
+    dispatcher_quiesce(shutdown_state.dispatcher); /* finish and record deliveries under way */
     shutdown_state.deadline = time_mono_now() + SHUTDOWN_GRACE;
     shutdown_state.poll.fn = check_drained;
     io_timer_arm(loop, &shutdown_state.poll, 0);
@@ -94,6 +97,7 @@ static int serve(struct settings *set)
     if (app.dispatcher && (shutdown_state.http = http_server_start(&app)) != NULL) {
         shutdown_state.signals = (struct io_watch){.fd = sfd, .events = EPOLLIN, .fn = on_signal};
         io_watch_add(loop, &shutdown_state.signals);
+        shutdown_state.dispatcher = app.dispatcher;
         loader_start(app.loader);
         dispatcher_start(app.dispatcher);
         io_loop_run(loop);

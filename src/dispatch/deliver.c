@@ -247,9 +247,8 @@ static void claim_done(struct pg_query *q, const PGresult *res, const char *erro
 static void claim(struct dispatcher *d, enum target_id t)
 {
     struct target_state *ts = &d->targets[t];
-    if (!d->started || pg_conn_state(d->delivery_conn) != PG_READY) {
+    if (!d->started || d->quiescing || pg_conn_state(d->delivery_conn) != PG_READY)
         return;
-    }
     if (ts->claiming) {
         ts->claim_again = true;
         return;
@@ -486,4 +485,14 @@ void deliver_free(struct dispatcher *d)
     d->marks = d->marks_in_flight = NULL;
     free(d->mark_param);
     free(d->log_param);
+}
+
+bool deliver_idle(struct dispatcher *d)
+{
+    if (d->marks || d->marking)
+        return false;
+    for (int t = 0; t < TARGET_COUNT; t++)
+        if (atomic_load(&d->targets[t].stats.in_flight) || d->targets[t].claiming)
+            return false;
+    return true;
 }

@@ -39,7 +39,7 @@ struct dispatcher {
     char *insert_param;
     /* delivery */
     struct target_state targets[TARGET_COUNT];
-    bool sip_unit, started, dedup_loaded, closing;
+    bool sip_unit, started, dedup_loaded, closing, quiescing;
     struct mark *marks, *marks_in_flight;
     struct pg_query mark_q, log_q, housekeeping_q, setup_q[3];
     char *mark_param, *log_param;
@@ -57,4 +57,5 @@ extern const struct pg_conn_ops intake_conn_ops;
 void deliver_kick(struct dispatcher *d);
 void deliver_init(struct dispatcher *d);
 void deliver_free(struct dispatcher *d);
+bool deliver_idle(struct dispatcher *d);
 extern const struct pg_conn_ops delivery_conn_ops;

@@ -68,6 +68,17 @@ void dispatcher_start(struct dispatcher *d)
     pg_conn_start(d->delivery_conn);
 }
 
+void dispatcher_quiesce(struct dispatcher *d)
+{
+    if (d)
+        d->quiescing = true;
+}
+
+bool dispatcher_idle(struct dispatcher *d)
+{
+    return !d || (!d->inserting && !d->queue && !d->replaying && deliver_idle(d));
+}
+
 void dispatcher_close(struct dispatcher *d)
 {
     if (d)

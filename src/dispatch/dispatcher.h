@@ -43,6 +43,12 @@ struct dispatcher;
 struct dispatcher *dispatcher_new(struct io_loop *loop, const struct settings *set,
                                   struct stats *stats, struct upstream *up, struct dedup *dedup);
 void dispatcher_start(struct dispatcher *d);
+/* On the loop thread, when shutdown begins: claim no more rows; deliveries under way finish and
+ * their outcomes are written back. */
+void dispatcher_quiesce(struct dispatcher *d);
+/* True when nothing is in flight: no delivery, no outcome to write, no intake batch. */
+bool dispatcher_idle(struct dispatcher *d);
+
 /* After the loop stopped, before the upstream loop is freed: deliveries still running end
  * without recording an outcome (their leases lapse, or the next start releases them). */
 void dispatcher_close(struct dispatcher *d);
