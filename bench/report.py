@@ -4,10 +4,15 @@
 Reads what run.sh left in its temporary directory: meta.tsv (machine and settings), results.tsv
 (one row per measured wrk run), commands.txt (the wrk command lines), lag-idle.json and
 lag-load.json (bench/lag_probe.py), lag-load.wrk (the background load's BENCH line), stats.json
-(the service's /stats at the end), service-warnings.log and nginx-error.log.
+(the service's /stats at the end), service-warnings.log and nginx-error.log; for the dispatch
+intake (step 4): dispatch.tsv (one row per measured wrk run of bench/dispatch.lua),
+dispatch-commands.txt, drain-*.tsv (the outbox's pending rows over time), dispatch-stats.json,
+dispatch-warnings.log, dispatch-wal.tsv, dispatch-outbox.tsv, dispatch-claims.tsv,
+dispatch-analyze.tsv, dispatch-claim-plan.txt and dispatch-pgss.tsv.
 
 Each summary cell is the median over the rounds of that server and load. A server/load with any
-round that saw a non-200 answer or a socket error is reported as an error, never as a number.
+round that saw a non-200 answer or a socket error is reported as an error, never as a number;
+for the dispatch intake, so is a round with a 200 whose body lacks "success":true.
 Standard library only.
   report.py --dir TMPDIR --out docs/PERFORMANCE.md
 """
@@ -275,6 +280,317 @@ def service_health(d):
   return "\n".join(lines)
 
 
+# --- dispatch intake (run.sh step 4) ------------------------------------------------------------
+
+AIM_RPS = 5000.0  # issue 3: >= 5,000 accepted events/s ...
+AIM_P99_US = 10000.0  # ... and p99 under 10 ms
+
+
+def read_tsv(path, header=True):
+  try:
+    with open(path, encoding="utf-8") as f:
+      if header:
+        return list(csv.DictReader(f, delimiter="\t"))
+      return [line.rstrip("\n").split("\t") for line in f if line.strip()]
+  except OSError:
+    return []
+
+
+def total(runs, key):
+  """Sum of a column over runs, None when any value is unknown."""
+  values = [num(r[key]) for r in runs]
+  return None if any(v is None for v in values) else sum(values)
+
+
+def summarise_dispatch(rows, clk_tck):
+  groups = collections.defaultdict(list)
+  for r in rows:
+    groups[r["conns"]].append(r)
+  cells = {}
+  for conns, runs in groups.items():
+    c = {"threads": runs[0]["threads"], "rounds": len(runs)}
+    bad = [r for r in runs if r["status"] != "ok"]
+    if bad:
+      why = []
+      for r in bad:
+        if r["status"] == "errors":
+          why.append("round %s: %s non-200, %s bodies without \"success\":true (%s duplicates), "
+                     "%s socket errors" % (r["round"], r["non200"], r["bad_body"],
+                                           r["duplicates"], r["socket_errors"]))
+        else:
+          why.append("round %s: %s" % (r["round"], r["status"]))
+      c["error"] = "; ".join(why)
+    else:
+      c.update({
+        "rps": statistics.median(num(r["rps"]) for r in runs),
+        "rps_min": min(num(r["rps"]) for r in runs),
+        "rps_max": max(num(r["rps"]) for r in runs),
+        "p50": statistics.median(num(r["p50_us"]) for r in runs),
+        "p99": statistics.median(num(r["p99_us"]) for r in runs),
+        "p99_max": max(num(r["p99_us"]) for r in runs),
+      })
+    events = [num(r["accepted"]) or 0 for r in runs]
+    c["cpu"] = median_or_none([num(r["cpu_ticks"]) / clk_tck / e * 1000.0
+                               for r, e in zip(runs, events) if e and num(r["cpu_ticks"]) is not None])
+    c["pg_cpu"] = median_or_none([num(r["pg_ticks"]) / clk_tck / e * 1000.0
+                                  for r, e in zip(runs, events) if e and num(r["pg_ticks"]) is not None])
+    c["accepted"] = sum(events)
+    for key in ("rows", "delivered", "spooled", "insert_calls", "claim_calls", "claim_ms"):
+      c[key] = total(runs, key)
+    c["pending_after"] = runs[-1]["pending_after"]
+    c["claims_running"] = max((int(num(r["claims_running"]) or 0) for r in runs), default=0)
+    cells[conns] = c
+  return cells
+
+
+def fmt_int(v):
+  return "-" if v is None else "{:,.0f}".format(v)
+
+
+def dispatch_table(cells):
+  header = ["load", "events/s", "p50", "p99", "service CPU s / 1k events",
+            "PostgreSQL CPU s / 1k events", "events per commit", "outbox rows written",
+            "delivered during the rounds", "pending after the last round", "spooled"]
+  out = []
+  for conns in sorted(cells, key=int):
+    c = cells[conns]
+    load = "%s conn%s (wrk -t%s -c%s)" % (conns, "" if conns == "1" else "s", c["threads"], conns)
+    if "error" in c:
+      first = ["ERROR: " + c["error"], "", ""]
+    else:
+      rps = "{:,.0f}".format(c["rps"])
+      if c["rounds"] > 1:
+        rps += " ({:,.0f}–{:,.0f})".format(c["rps_min"], c["rps_max"])
+      first = [rps, fmt_us(c["p50"]), fmt_us(c["p99"])]
+    rows = fmt_int(c["rows"])
+    if c["rows"] is not None:
+      rows += " (3 × %s events%s)" % (fmt_int(c["accepted"]),
+                                      "" if c["rows"] == 3 * c["accepted"] else ": MISMATCH")
+    per_commit = ("%.1f" % (c["accepted"] / c["insert_calls"])
+                  if c["insert_calls"] else "-")
+    out.append([load] + first + [
+      "%.4f" % c["cpu"] if c["cpu"] is not None else "-",
+      "%.4f" % c["pg_cpu"] if c["pg_cpu"] is not None else "-",
+      per_commit, rows, fmt_int(c["delivered"]), fmt_int(num(c["pending_after"])),
+      fmt_int(c["spooled"])])
+  return table(header, out)
+
+
+def aim_lines(cells):
+  """Issue 3's aim, checked against the medians: events/s at the highest load (one connection is
+  bounded by one durable commit per event), p99 at every load."""
+  if not cells:
+    return []
+  top = max(cells, key=int)
+  c = cells[top]
+  lines = []
+  if "error" in c:
+    lines.append("- ≥ 5,000 accepted events/s: not measurable, the %s-connection runs had errors"
+                 % top)
+  else:
+    lines.append("- ≥ 5,000 accepted events/s (at %s connections): **%s** (median {:,.0f})"
+                 .format(c["rps"]) % (top, "met" if c["rps"] >= AIM_RPS else "not met"))
+  for conns in sorted(cells, key=int):
+    c = cells[conns]
+    if "error" in c:
+      lines.append("- p99 under 10 ms at %s connection(s): not measurable (errors)" % conns)
+    else:
+      lines.append("- p99 under 10 ms at %s connection%s: **%s** (median %s, worst round %s)"
+                   % (conns, "" if conns == "1" else "s",
+                      "met" if c["p99"] < AIM_P99_US else "not met", fmt_us(c["p99"]),
+                      fmt_us(c["p99_max"])))
+  return lines
+
+
+DRAIN_DEADLINES = {}  # drain trace name -> its deadline in seconds (filled in by main())
+
+
+def drain_summary(d, name):
+  """(text, drained) for drain-NAME.tsv, or (None, None)."""
+  trace = read_tsv(os.path.join(d, "drain-%s.tsv" % name), header=False)
+  if not trace:
+    return None, None
+  t0, n0, dl0 = trace[0]
+  t1, n1, dl1 = trace[-1]
+  secs = num(t1) or 0.0
+  delivered = (num(dl1) or 0) - (num(dl0) or 0)
+  if n1 == "0":
+    if n0 == "0":
+      return "no row was pending", True
+    return ("%s pending rows drained in %.1f s (%s deliveries, %s/s)"
+            % (fmt_int(num(n0)), secs, fmt_int(delivered),
+               fmt_int(delivered / secs) if secs > 0 else "-")), True
+  deadline = num(DRAIN_DEADLINES.get(name))
+  gave_up = deadline is not None and secs < deadline - 0.5
+  return ("**not drained**: %s rows pending at the start, %s still pending after %.1f s; "
+          "%s deliveries meanwhile (%s/s)%s"
+          % (fmt_int(num(n0)), fmt_int(num(n1)), secs, fmt_int(delivered),
+             fmt_int(delivered / secs) if secs > 0 else "-",
+             "; run.sh stopped waiting because nothing was delivered for 10 s" if gave_up
+             else "")), False
+
+
+def grouped_warnings(path):
+  warnings = collections.Counter()
+  for line in read_text(path).splitlines():
+    msg = re.sub(r"^\S+\s+", "", line)
+    msg = re.sub(r"\d+(\.\d+)?", "N", msg)
+    warnings[msg] += 1
+  return warnings
+
+
+def dispatch_health(d, meta, cells):
+  lines = []
+  stats = read_json(os.path.join(d, "dispatch-stats.json")) or {}
+  keys = ["dispatch_accepted", "dispatch_duplicates", "dispatch_spooled", "dispatch_delivered",
+          "dispatch_retried", "dispatch_abandoned", "database_errors", "uptime_seconds"]
+  lines.append("`/stats` of the dispatch service at the end: "
+               + ", ".join("%s %s" % (k, stats[k]) for k in keys if k in stats))
+  targets = stats.get("dispatch_targets") or {}
+  if targets:
+    lines[-1] += ("; per target (pending as last counted by the service, in flight, breaker): "
+                  + ", ".join("%s %s/%s/%s" % (t, v.get("pending"), v.get("in_flight"),
+                                                v.get("breaker")) for t, v in targets.items()))
+  spooled = stats.get("dispatch_spooled")
+  lines.append("")
+  lines.append("- events that ended in the spool (`dispatch_spooled`, should be 0): **%s**"
+               % ("-" if spooled is None else spooled))
+  outbox = read_tsv(os.path.join(d, "dispatch-outbox.tsv"), header=False)
+  if outbox:
+    lines.append("- outbox rows by state and target at the end: "
+                 + ", ".join("%s %s %s" % (s, t, fmt_int(num(n))) for s, t, n in outbox))
+  claims = read_tsv(os.path.join(d, "dispatch-claims.tsv"), header=False)
+  if claims and claims[0][0] != "0":
+    lines.append("- claim statements (`WITH due AS ...`) still running in PostgreSQL at the end: "
+                 "**%s**, the oldest for %s s; the service has one delivery connection, so all "
+                 "but one at most were left behind by connections it dropped" % tuple(claims[0]))
+  analyze = read_tsv(os.path.join(d, "dispatch-analyze.tsv"), header=False)
+  if analyze:
+    lines.append("- `integration_cache_outbox`: last autoanalyze %s (%s so far), %s live rows at "
+                 "the end" % (analyze[0][0], analyze[0][1], fmt_int(num(analyze[0][2]))))
+  wal = read_tsv(os.path.join(d, "dispatch-wal.tsv"), header=False)
+  accepted = num(meta.get("dispatch_accepted_total"))
+  if wal and len(wal[0]) == 5:
+    records, nbytes, writes, syncs, sync_ms = (num(x) for x in wal[0])
+    mean = "%.2f ms" % (sync_ms / syncs) if syncs else "-"
+    lines.append("- WAL over the dispatch part (pg_stat_wal, approximate: backends report it "
+                 "lazily): %s fsyncs, mean %s each, %.1f MB written; %s transactions committed "
+                 "for %s accepted events"
+                 % (fmt_int(syncs), mean, (nbytes or 0) / 1e6,
+                    fmt_int(num(meta.get("dispatch_commits"))), fmt_int(accepted)))
+  pgss = read_tsv(os.path.join(d, "dispatch-pgss.tsv"), header=False)
+  if pgss:
+    lines.append("")
+    lines.append("Outbox statements over the dispatch part (pg_stat_statements; finished "
+                 "statements only, so a claim still running or abandoned is not in it):")
+    lines.append("")
+    lines.append(table(["calls", "total ms", "mean ms", "max ms", "rows", "statement"],
+                       [[r[0], r[1], r[2], r[3], r[4], "`%s...`" % r[5]] for r in pgss
+                        if len(r) == 6]))
+  plan = read_text(os.path.join(d, "dispatch-claim-plan.txt"))
+  if plan:
+    lines.append("")
+    lines.append("The plan PostgreSQL chooses at the end for the claim query "
+                 "(`SQL_OUTBOX_CLAIM` in src/dispatch/queries.h, target uon, limit 32):")
+    lines.append("")
+    lines.append("```")
+    lines.append(plan)
+    lines.append("```")
+  warnings = grouped_warnings(os.path.join(d, "dispatch-warnings.log"))
+  lines.append("")
+  if warnings:
+    lines.append("Warnings and errors in the dispatch service's log (numbers replaced by N):")
+    lines.append("")
+    for msg, n in warnings.most_common():
+      lines.append("- %d × `%s`" % (n, msg))
+  else:
+    lines.append("No warnings or errors in the dispatch service's log.")
+  return "\n".join(lines)
+
+
+def dispatch_detail(rows, clk_tck):
+  header = ["conns", "round", "status", "events/s", "events", "p50", "p99", "max",
+            "service CPU s", "split (per thread)", "PostgreSQL CPU s", "wrk CPU s", "other CPU s",
+            "accepted", "outbox rows", "commits", "claims (mean ms)", "delivered",
+            "pending after", "claims running", "spooled"]
+  out = []
+  for r in rows:
+    ticks, pg, busy, wrk = (num(r["cpu_ticks"]), num(r["pg_ticks"]), num(r["machine_ticks"]),
+                            num(r["wrk_cpu_s"]))
+    other = "-"
+    if None not in (ticks, pg, busy, wrk):
+      other = "%.2f" % max(0.0, (busy - ticks - pg) / clk_tck - wrk)
+    calls, ms = num(r["claim_calls"]), num(r["claim_ms"])
+    claims = "%s (%.2f)" % (r["claim_calls"], ms / calls) if calls else r["claim_calls"]
+    out.append([r["conns"], r["round"], r["status"], r["rps"], r["requests"],
+                fmt_us(num(r["p50_us"])), fmt_us(num(r["p99_us"])), fmt_us(num(r["max_us"])),
+                "%.2f" % (ticks / clk_tck) if ticks is not None else "-", r["cpu_split"],
+                "%.2f" % (pg / clk_tck) if pg is not None else "-", r["wrk_cpu_s"], other,
+                r["accepted"], r["rows"], r["insert_calls"], claims, r["delivered"],
+                r["pending_after"], r["claims_running"], r["spooled"]])
+  return table(header, out)
+
+
+def dispatch_section(d, meta, rows, cells, clk_tck):
+  md = []
+  md.append("## Dispatch intake: `POST /dispatch/call-event`")
+  md.append("")
+  md.append(
+    "Durable commits: a **second PostgreSQL cluster with fsync=on** (%s; data on %s) serves a "
+    "**second instance of the service**, started for this step with default settings except "
+    "`--retailcrm-url`, `--uon-url` and `--ms-url`, which point at three more ports of the nginx "
+    "above answering every `POST /internal/...` at once with 200 `{}` (and `--spool-dir` in the "
+    "temporary directory). The cache measurement above keeps its own cluster with fsync off. "
+    "Every event goes to enterprise %s (token: its name2 `%s`), which has retailcrm, uon and ms "
+    "enabled, so each accepted event is three outbox rows and three deliveries; deliveries run "
+    "during the measurement. bench/dispatch.lua sends, per wrk thread, a dial and later the "
+    "hangup of each call (same `uniqueId`, new for every call and run: nothing is a duplicate) "
+    "with a realistic `raw` (Phone, CallerIDNum, ConnectedLineNum, Extensions, CallType 0, Trunk, "
+    "StartTime, EndTime, CallStatus); a non-200 answer or a body without `\"success\":true` "
+    "is an error. Each cell is the median of %s rounds of %s s after a %s s warm-up (load "
+    "average when this step began: %s). CPU per 1k events is user+system CPU per 1000 accepted "
+    "events: the service process, and the whole PostgreSQL cluster (postmaster, every backend, "
+    "and backends that exited). *Events per commit* is accepted events per outbox INSERT "
+    "(pg_stat_statements): how well the group commit batches."
+    % (meta.get("dispatch_pg"), meta.get("dispatch_fs"), meta.get("dispatch_enterprise"),
+       meta.get("dispatch_token"), meta.get("rounds"), meta.get("dispatch_duration"),
+       meta.get("warmup"), meta.get("dispatch_loadavg")))
+  md.append("")
+  md.append(dispatch_table(cells))
+  md.append("")
+  md.append("Aim (issue 3: ≥ 5,000 accepted events/s and p99 under 10 ms):")
+  md.append("")
+  md.extend(aim_lines(cells))
+  md.append("")
+  md.append("### Delivery: does the outbox drain?")
+  md.append("")
+  for name in sorted(n[len("drain-"):-len(".tsv")] for n in os.listdir(d)
+                     if n.startswith("drain-") and n.endswith(".tsv")):
+    text, _ = drain_summary(d, name)
+    if text is None:
+      continue
+    label = ("after the last round (deadline %s s)" % meta.get("drain_deadline")
+             if name == "final" else "before the %s-connection load (deadline 10 s)"
+             % name.replace("before-c", ""))
+    md.append("- %s: %s" % (label, text))
+  md.append("")
+  md.append(dispatch_health(d, meta, cells))
+  md.append("")
+  md.append("### Every dispatch run")
+  md.append("")
+  md.append("`accepted` is the service's /stats delta (it includes events in flight when wrk "
+            "stopped, which wrk does not count); `outbox rows` are rows with an id above the "
+            "largest before the run, counted 0.3 s after wrk stopped; `commits` are outbox "
+            "INSERT statements (pg_stat_statements); `claims` the delivery claim statements that "
+            "finished during the run and their mean time; `claims running` the claim statements "
+            "PostgreSQL was executing after the run; `other CPU s` is the busy time of all cores "
+            "minus service, PostgreSQL and wrk (the nginx stand-ins, softirqs, anything else on "
+            "the machine).")
+  md.append("")
+  md.append(dispatch_detail(rows, clk_tck))
+  return "\n".join(md)
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--dir", required=True)
@@ -292,6 +608,11 @@ def main():
 
   thr = throughput_table(cells, loads)
   lag = lag_table(d, load_wrk)
+  dispatch_rows = read_tsv(os.path.join(d, "dispatch.tsv"))
+  DRAIN_DEADLINES["final"] = meta.get("drain_deadline")
+  for conns in {r["conns"] for r in dispatch_rows}:
+    DRAIN_DEADLINES["before-c" + conns] = "10"
+  dcells = summarise_dispatch(dispatch_rows, clk_tck)
   print()
   print("Integration Cache Service vs nginx -- %s, %s cores (%s), median of %s rounds of %s s"
         % (meta.get("date"), meta.get("nproc"), meta.get("cpu"), meta.get("rounds"),
@@ -301,6 +622,24 @@ def main():
   print()
   print(lag)
   print()
+  if dcells:
+    print("Dispatch intake (POST /dispatch/call-event, PostgreSQL fsync=on, stand-ins answering "
+          "at once), median of %s rounds of %s s; load average %s"
+          % (meta.get("rounds"), meta.get("dispatch_duration"), meta.get("dispatch_loadavg")))
+    print()
+    print(dispatch_table(dcells))
+    print()
+    for line in aim_lines(dcells):
+      print(line.replace("**", ""))
+    text, _ = drain_summary(d, "final")
+    stats = read_json(os.path.join(d, "dispatch-stats.json")) or {}
+    print("- outbox after the last round: %s" % (text or "not checked").replace("**", ""))
+    print("- /stats at the end: dispatch_delivered %s, dispatch_spooled %s, dispatch_retried %s, "
+          "dispatch_abandoned %s" % (stats.get("dispatch_delivered", "-"),
+                                     stats.get("dispatch_spooled", "-"),
+                                     stats.get("dispatch_retried", "-"),
+                                     stats.get("dispatch_abandoned", "-")))
+    print()
 
   commands = read_text(os.path.join(d, "commands.txt"))
   md = []
@@ -319,7 +658,8 @@ def main():
             "libmicrohttpd %s" % (meta.get("commit"), meta.get("binary"),
                                   meta.get("service_threads"), meta.get("ic_threads"),
                                   meta.get("libmicrohttpd")))
-  md.append("- reference: %s, %s workers; load generator: %s; PostgreSQL %s (fsync off)"
+  md.append("- reference: %s, %s workers; load generator: %s; PostgreSQL %s (fsync off for "
+            "the cache measurements; a second cluster with fsync on for the dispatch intake)"
             % (meta.get("nginx"), meta.get("nginx_workers"), meta.get("wrk"),
                meta.get("postgres")))
   md.append("- data: %s enterprises, integrations_config ≈ %s bytes each (scripts/seed.py)"
@@ -369,6 +709,9 @@ def main():
     md.append("")
     md.append(outliers)
     md.append("")
+  if dcells:
+    md.append(dispatch_section(d, meta, dispatch_rows, dcells, clk_tck))
+    md.append("")
   md.append("## Service health during the run")
   md.append("")
   md.append(service_health(d))
@@ -410,6 +753,23 @@ def main():
   md.append("%s &  %s  # the same probe under load" % (meta.get("lag_load_cmd"), probe))
   md.append("```")
   md.append("")
+  dcommands = read_text(os.path.join(d, "dispatch-commands.txt"))
+  if dcommands:
+    md.append("Dispatch intake (TAG: a number new for every run; the last argument is how many "
+              "calls a hangup trails its dial by, per wrk thread):")
+    md.append("")
+    md.append("```")
+    md.append("PGCLUSTER_FSYNC=on scripts/pgcluster.sh start TMP/pgd    # then "
+              "shared_preload_libraries=pg_stat_statements, track_wal_io_timing=on, restart")
+    md.append("python3 scripts/seed.py --count 1000 --first 1000 --config-bytes %s --no-extras "
+              "| psql ...    # the same data" % meta.get("config_bytes"))
+    md.append("DATABASE_URL=... %s migrate" % meta.get("binary"))
+    md.append("DATABASE_URL=... %s serve --listen 127.0.0.1:DISPATCH_PORT --retailcrm-url "
+              "http://127.0.0.1:RC_PORT --uon-url http://127.0.0.1:UON_PORT --ms-url "
+              "http://127.0.0.1:MS_PORT --spool-dir TMP/spool" % meta.get("binary"))
+    md.append(dcommands)
+    md.append("```")
+    md.append("")
   with open(args.out, "w", encoding="utf-8") as f:
     f.write("\n".join(md))
 

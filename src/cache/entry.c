@@ -5,29 +5,36 @@
  */
 #include "cache/entry.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "cache/json_spans.h"
+#include "cache/json_scan.h"
 #include "targets.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
 #include "util/xalloc.h"
 
-bool integration_enabled(const void *value)
+bool integration_enabled(const char *value, size_t len)
 {
-    const json_t *v = value;
-    if (!v)
+    if (!value || len == 0)
         return false;
-    if (json_is_true(v))
-        return true;
-    if (json_is_number(v))
-        return json_number_value(v) == 1.0;
-    if (json_is_string(v))
-        return strcasecmp(json_string_value(v), "true") == 0;
+    if (value[0] == 't')
+        return len == 4 && memcmp(value, "true", 4) == 0;
+    if (value[0] == '"') {
+        char text[8];
+        return json_decode_string(value, len, true, text, sizeof text) &&
+               strcasecmp(text, "true") == 0;
+    }
+    if (value[0] == '-' || (value[0] >= '0' && value[0] <= '9')) {
+        char num[64];
+        if (len >= sizeof num)
+            return false; /* no number that long equals 1 in a config anyone wrote */
+        memcpy(num, value, len);
+        num[len] = '\0';
+        return strtod(num, NULL) == 1.0;
+    }
     return false;
 }
 
@@ -94,50 +101,39 @@ const struct entry_type *entry_find_type(const struct cache_entry *e, const char
     return NULL;
 }
 
-/* The pieces of one document that the views are built from. */
+/* The members of one document, located by json_scan. */
 struct doc {
     const char *text;
-    json_t *root;
-    struct json_span *spans;
-    int nspans;
+    struct json_member *members;
+    int n;
 };
 
-/* Parses and locates members; on failure sets *why and returns -1 (the caller frees d). */
-static int doc_parse(struct doc *d, const char *config, size_t len, const char **why)
+/* A member's key decoded into out (PARAM_MAX_LEN + 1 bytes); "" when it is no valid type name. */
+static const char *member_name(const struct doc *d, const struct json_member *m, char *out)
 {
-    json_error_t jerr;
-    d->text = config;
-    d->root = json_loadb(config, len,
-                         JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY, &jerr);
-    if (!d->root) {
-        *why = "integrations_config is not valid JSON";
-        return -1;
-    }
-    if (!json_is_object(d->root)) {
-        *why = "integrations_config is not a JSON object";
-        return -1;
-    }
-    int n = (int)json_object_size(d->root);
-    d->spans = xcalloc((size_t)n + 1, sizeof *d->spans);
-    d->nspans = json_object_spans(config, len, d->spans, n);
-    if (d->nspans != n) {
-        *why = "integrations_config could not be scanned";
-        return -1;
-    }
-    /* jansson keeps document order; the scanner's keys must line up with it */
-    int i = 0;
-    const char *key;
-    json_t *value;
-    json_object_foreach(d->root, key, value)
-    {
-        const struct json_span *s = &d->spans[i++];
-        if (!memchr(config + s->key_off, '\\', s->key_len) &&
-            (strlen(key) != s->key_len || memcmp(key, config + s->key_off, s->key_len) != 0)) {
-            *why = "integrations_config could not be scanned";
-            return -1;
-        }
-    }
-    return 0;
+    if (!json_decode_string(d->text + m->key_off, m->key_len, false, out, PARAM_MAX_LEN + 1) ||
+        !param_valid(PARAM_TYPE, out, strlen(out)))
+        out[0] = '\0';
+    return out;
+}
+
+/* An integration's "enabled" rule (SPEC §2.1) and, for smart, its "primary". */
+static bool member_enabled(const struct doc *d, const struct json_member *m)
+{
+    struct json_member en;
+    return json_find_member(d->text + m->value_off, m->value_len, "enabled", &en) &&
+           integration_enabled(d->text + m->value_off + en.value_off, en.value_len);
+}
+
+static void note_primary(struct cache_entry *e, const struct doc *d, const struct json_member *m)
+{
+    struct json_member p;
+    char primary[PARAM_MAX_LEN + 1];
+    const char *obj = d->text + m->value_off;
+    if (json_find_member(obj, m->value_len, "primary", &p) && p.kind == JK_STRING &&
+        json_decode_string(obj + p.value_off, p.value_len, true, primary, sizeof primary) &&
+        param_valid(PARAM_TYPE, primary, strlen(primary)))
+        snprintf(e->primary, sizeof e->primary, "%s", primary);
 }
 
 /* Appends both views to `b`, recording offsets in `e`. Returns 0 or -E2BIG. */
@@ -149,27 +145,25 @@ static int render_views(struct cache_entry *e, const struct doc *d, struct buf *
     int rc = buf_printf(b, "{\"enterprise_number\":\"%s\",\"integrations\":", e->number);
     e->integrations_off = b->len;
     rc |= buf_append(b, "{", 1);
-    e->types = xcalloc((size_t)d->nspans + 1, sizeof *e->types);
-    int i = 0, written = 0;
-    const char *key;
-    json_t *value;
-    json_object_foreach(d->root, key, value)
-    {
-        const struct json_span *s = &d->spans[i++];
-        if (!json_is_object(value)) {
+    e->types = xcalloc((size_t)d->n + 1, sizeof *e->types);
+    int written = 0;
+    for (int i = 0; i < d->n; i++) {
+        const struct json_member *m = &d->members[i];
+        if (m->kind != JK_OBJECT) { /* not an integration (SPEC §2.1) */
             if (problems)
                 (*problems)++;
             continue;
         }
-        rc |= buf_printf(b, "%s\"%.*s\":", written++ ? "," : "", (int)s->key_len,
-                         d->text + s->key_off);
-        if (param_valid(PARAM_TYPE, key, strlen(key))) {
+        rc |= buf_printf(b, "%s\"%.*s\":", written++ ? "," : "", (int)m->key_len,
+                         d->text + m->key_off);
+        char name[PARAM_MAX_LEN + 1];
+        if (*member_name(d, m, name)) {
             struct entry_type *t = &e->types[e->ntypes++];
-            snprintf(t->name, sizeof t->name, "%s", key);
+            memcpy(t->name, name, sizeof t->name);
             t->off = b->len;
-            t->len = s->value_len;
+            t->len = m->value_len;
         }
-        rc |= buf_append(b, d->text + s->value_off, s->value_len);
+        rc |= buf_append(b, d->text + m->value_off, m->value_len);
     }
     rc |= buf_append(b, "}", 1);
     e->integrations_len = b->len - e->integrations_off;
@@ -178,29 +172,53 @@ static int render_views(struct cache_entry *e, const struct doc *d, struct buf *
 
     e->status_off = b->len;
     rc |= buf_append_str(b, "{\"integrations\":{");
-    i = 0;
     written = 0;
-    json_object_foreach(d->root, key, value)
-    {
-        const struct json_span *s = &d->spans[i++];
-        if (!json_is_object(value))
+    for (int i = 0; i < d->n; i++) {
+        const struct json_member *m = &d->members[i];
+        if (m->kind != JK_OBJECT)
             continue;
-        bool on = integration_enabled(json_object_get(value, "enabled"));
+        bool on = member_enabled(d, m);
+        char name[PARAM_MAX_LEN + 1];
+        member_name(d, m, name);
         for (int t = 0; t < TARGET_COUNT; t++)
-            if (on && strcmp(key, target_names[t]) == 0)
+            if (on && strcmp(name, target_names[t]) == 0)
                 e->enabled_targets |= 1u << t;
-        if (strcmp(key, "smart") == 0) {
-            const char *primary = json_string_value(json_object_get(value, "primary"));
-            if (primary && param_valid(PARAM_TYPE, primary, strlen(primary)))
-                snprintf(e->primary, sizeof e->primary, "%s", primary);
-        }
-        rc |= buf_printf(b, "%s\"%.*s\":%s", written++ ? "," : "", (int)s->key_len,
-                         d->text + s->key_off, on ? "true" : "false");
+        if (strcmp(name, "smart") == 0)
+            note_primary(e, d, m);
+        rc |= buf_printf(b, "%s\"%.*s\":%s", written++ ? "," : "", (int)m->key_len,
+                         d->text + m->key_off, on ? "true" : "false");
     }
     rc |= buf_printf(b, "},\"created_at\":%.3f,\"expires_at\":%.3f,\"age_seconds\":", e->created_at,
                      e->created_at + (e->expires_mono - e->loaded_mono));
     e->status_len = b->len - e->status_off;
     return rc ? -1 : 0;
+}
+
+/* Validates the document and locates its members; on failure sets *why. */
+static int doc_parse(struct doc *d, const char *config, size_t len, const char **why)
+{
+    d->text = config;
+    d->members = xcalloc(32, sizeof *d->members); /* enough for every config seen so far */
+    int n = json_scan_object(config, len, d->members, 32);
+    if (n > 32) { /* more members: once more with room for all of them */
+        free(d->members);
+        d->members = xcalloc((size_t)n, sizeof *d->members);
+        n = json_scan_object(config, len, d->members, n);
+    }
+    if (n == JSON_SCAN_NOT_OBJECT) {
+        *why = "integrations_config is not a JSON object";
+        return -1;
+    }
+    if (n == JSON_SCAN_INVALID) {
+        *why = "integrations_config is not valid JSON";
+        return -1;
+    }
+    if (n == JSON_SCAN_DUPLICATE) {
+        *why = "integrations_config has a duplicate key";
+        return -1;
+    }
+    d->n = n;
+    return 0;
 }
 
 struct cache_entry *entry_build(const char *number, const char *config, size_t len, size_t max_len,
@@ -237,7 +255,6 @@ struct cache_entry *entry_build(const char *number, const char *config, size_t l
                 xrealloc(e->text, text_len + 1); /* give back the growth slack: 100k entries */
         }
     }
-    json_decref(d.root);
-    free(d.spans);
+    free(d.members);
     return e;
 }

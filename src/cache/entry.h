@@ -75,6 +75,6 @@ bool entry_fresh(const struct cache_entry *e, double mono_now);
 /* The integration's config slice, or NULL when the enterprise has no such integration. */
 const struct entry_type *entry_find_type(const struct cache_entry *e, const char *type);
 
-/* SPEC §2.1: JSON true, the number 1, or the string "true" in any case. `value` is a jansson
- * json_t* (void* keeps jansson out of this header); NULL means a missing member. */
-bool integration_enabled(const void *value);
+/* SPEC §2.1: JSON true, the number 1, or the string "true" in any case. `value` is the member's
+ * JSON text (validated), NULL for a missing member. */
+bool integration_enabled(const char *value, size_t len);

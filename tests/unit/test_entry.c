@@ -55,9 +55,12 @@ static json_t *load(const char *text, size_t len)
     return j;
 }
 
+/* The rule works on the member's JSON text: render v as PostgreSQL would store it. */
 static bool enabled(json_t *v)
 {
-    bool r = integration_enabled(v);
+    char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    bool r = integration_enabled(text, strlen(text));
+    free(text);
     json_decref(v);
     return r;
 }
@@ -89,7 +92,13 @@ static void test_integration_enabled(void **state)
     assert_false(enabled(json_null()));
     assert_false(enabled(json_object()));
     assert_false(enabled(json_array()));
-    assert_false(integration_enabled(NULL));
+    assert_false(integration_enabled(NULL, 0));
+    /* number spellings jsonb keeps as written */
+    assert_true(integration_enabled("1.0", 3));
+    assert_true(integration_enabled("1e0", 3));
+    assert_true(integration_enabled("10E-1", 5));
+    assert_false(integration_enabled("1e400", 5));
+    assert_true(integration_enabled("\"\\u0074rue\"", 11)); /* "\u0074rue" is "true" */
 }
 
 /* A realistic document, as PostgreSQL prints jsonb, plus members that are not integrations. */
