@@ -508,6 +508,49 @@ def dispatch_health(d, meta, cells):
   return "\n".join(lines)
 
 
+def stall_diagnosis(d):
+  """When the outbox did not drain: what the log, pg_stat_activity and the claim plan show. Only
+  facts found in the files are stated; nothing when the drain succeeded."""
+  _, drained = drain_summary(d, "final")
+  if drained is not False:
+    return ""
+  log = read_text(os.path.join(d, "dispatch-warnings.log")).splitlines()
+  timeouts = sum(1 for l in log if re.search(r"outbox claim for \S+ failed: query timed out", l))
+  drops = sum(1 for l in log if "connection 'delivery' lost" in l)
+  parts = []
+  if timeouts:
+    parts.append("the delivery connection timed out %d times on a claim (IC_DB_TIMEOUT, 5 s by "
+                 "default; %d × `outbox claim for ... failed: query timed out`, the claims queued "
+                 "on it failing together); each time the service dropped the connection, opened "
+                 "a new one and started the claims afresh" % (drops, timeouts))
+  claims = read_tsv(os.path.join(d, "dispatch-claims.tsv"), header=False)
+  if claims and claims[0][0] not in ("0", "1"):
+    parts.append("PostgreSQL went on executing the abandoned statements (%s claims running at the "
+                 "end, the oldest for %s s): their CPU is in *PostgreSQL CPU s* of the later "
+                 "rounds" % tuple(claims[0]))
+  plan = read_text(os.path.join(d, "dispatch-claim-plan.txt"))
+  m = re.search(r"Nested Loop Anti Join.*?Index Scan using (\S+) on integration_cache_outbox p"
+                r".*?Filter: \(([^\n]*unique_id = o\.unique_id[^\n]*)\)", plan, re.S)
+  if m and m.group(1) != "integration_cache_outbox_call":
+    analyze = read_tsv(os.path.join(d, "dispatch-analyze.tsv"), header=False)
+    est = re.search(r"Index Scan using \S+ on integration_cache_outbox o .*?rows=(\d+)", plan)
+    pending = [n for st, t, n in read_tsv(os.path.join(d, "dispatch-outbox.tsv"), header=False)
+               if st == "pending" and t == "uon"]
+    parts.append("the plan below accounts for the time: for each pending row of the target, the "
+                 "anti-join that keeps a hangup behind its dial scans `%s` over every pending row "
+                 "of that target and filters on `unique_id` (instead of looking it up in "
+                 "`integration_cache_outbox_call`), so one claim costs the square of the backlog; "
+                 "the planner chose it expecting %s pending uon row%s where there were %s (last "
+                 "autoanalyze of the table: %s)"
+                 % (m.group(1), est.group(1) if est else "?",
+                    "" if est and est.group(1) == "1" else "s",
+                    fmt_int(num(pending[0])) if pending else "?",
+                    analyze[0][0] if analyze else "unknown"))
+  if not parts:
+    return ""
+  return "Why nothing was delivered: " + "; ".join(parts) + "."
+
+
 def dispatch_detail(rows, clk_tck):
   header = ["conns", "round", "status", "events/s", "events", "p50", "p99", "max",
             "service CPU s", "split (per thread)", "PostgreSQL CPU s", "wrk CPU s", "other CPU s",
@@ -574,6 +617,10 @@ def dispatch_section(d, meta, rows, cells, clk_tck):
              % name.replace("before-c", ""))
     md.append("- %s: %s" % (label, text))
   md.append("")
+  diagnosis = stall_diagnosis(d)
+  if diagnosis:
+    md.append(diagnosis)
+    md.append("")
   md.append(dispatch_health(d, meta, cells))
   md.append("")
   md.append("### Every dispatch run")

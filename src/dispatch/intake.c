@@ -147,14 +147,17 @@ void intake_flush(struct dispatcher *d)
 {
     if (d->inserting || d->replaying)
         return;
-    bool db_up = d->intake_conn && pg_conn_state(d->intake_conn) == PG_READY && !d->closing;
-    if (db_up && d->spool && spool_pending(d->spool) && !d->replay_timer.armed && replay_next(d))
+    enum pg_state st = d->intake_conn && !d->closing ? pg_conn_state(d->intake_conn) : PG_DOWN;
+    if (st == PG_READY && d->spool && spool_pending(d->spool) && !d->replay_timer.armed &&
+        replay_next(d))
         return; /* queued jobs wait (briefly) so the outbox keeps acceptance order */
     struct dispatch_job *batch = d->queue;
     if (!batch)
         return;
     d->queue = d->queue_tail = NULL;
-    if (!db_up || (d->spool && spool_pending(d->spool))) {
+    /* DOWN: spool at once. CONNECTING: the insert waits for the connection (or its deadline,
+     * then the spool), so a start-up or a reconnect in progress does not send events aside. */
+    if (st == PG_DOWN || (d->spool && spool_pending(d->spool))) {
         spool_batch(d, batch);
         return;
     }
