@@ -529,21 +529,22 @@ def stall_diagnosis(d):
                  "end, the oldest for %s s): their CPU is in *PostgreSQL CPU s* of the later "
                  "rounds" % tuple(claims[0]))
   plan = read_text(os.path.join(d, "dispatch-claim-plan.txt"))
-  m = re.search(r"Nested Loop Anti Join.*?Index Scan using (\S+) on integration_cache_outbox p"
-                r".*?Filter: \(([^\n]*unique_id = o\.unique_id[^\n]*)\)", plan, re.S)
-  if m and m.group(1) != "integration_cache_outbox_call":
+  # the anti-join (a hangup waits for its dial) matches on unique_id by filtering, not by an index
+  # lookup in integration_cache_outbox_call: every pending row against every pending row
+  by_filter = re.search(r"Filter: \([^\n]*unique_id = o\.unique_id", plan)
+  by_index = re.search(r"Index Cond: \([^\n]*unique_id = o\.unique_id", plan)
+  if "Nested Loop Anti Join" in plan and by_filter and not by_index:
     analyze = read_tsv(os.path.join(d, "dispatch-analyze.tsv"), header=False)
     est = re.search(r"Index Scan using \S+ on integration_cache_outbox o .*?rows=(\d+)", plan)
     pending = [n for st, t, n in read_tsv(os.path.join(d, "dispatch-outbox.tsv"), header=False)
                if st == "pending" and t == "uon"]
-    parts.append("the plan below accounts for the time: for each pending row of the target, the "
-                 "anti-join that keeps a hangup behind its dial scans `%s` over every pending row "
-                 "of that target and filters on `unique_id` (instead of looking it up in "
-                 "`integration_cache_outbox_call`), so one claim costs the square of the backlog; "
-                 "the planner chose it expecting %s pending uon row%s where there were %s (last "
-                 "autoanalyze of the table: %s)"
-                 % (m.group(1), est.group(1) if est else "?",
-                    "" if est and est.group(1) == "1" else "s",
+    parts.append("the plan below accounts for the time: the anti-join that keeps a hangup behind "
+                 "its dial is a nested loop that, for each pending row of the target, goes "
+                 "through the target's pending rows and filters on `unique_id` (it does not look "
+                 "the call up in `integration_cache_outbox_call`), so one claim costs the square "
+                 "of the backlog; the planner chose it expecting %s pending uon row%s where there "
+                 "were %s (last autoanalyze of the table: %s)"
+                 % (est.group(1) if est else "?", "" if est and est.group(1) == "1" else "s",
                     fmt_int(num(pending[0])) if pending else "?",
                     analyze[0][0] if analyze else "unknown"))
   if not parts:

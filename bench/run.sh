@@ -213,7 +213,7 @@ wait_http "http://127.0.0.1:$nginx_port/integrations/$FIRST" "$nginx_pid" 10
 [ "$(curl -fsS "http://127.0.0.1:$nginx_port/integrations/$FIRST")" = "$body" ] ||
   die "nginx does not answer the reference body"
 for p in "$rc_port" "$uon_port" "$ms_port"; do
-  [ "$(curl -fsS -X POST -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$p/internal/x")" = '{}' ] ||
+  [ "$(curl -fsS --max-time 5 -X POST -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$p/internal/x")" = '{}' ] ||
     die "the nginx stand-in on port $p does not answer POST /internal/ with {}"
 done
 
@@ -386,16 +386,16 @@ svc_pid=""
 # switched on for the report; preloading the former needs a restart, about a second.
 log "dispatch: starting a second PostgreSQL (fsync=on) in $tmp/pgd"
 dpg_port=$(PGCLUSTER_FSYNC=on "$root/scripts/pgcluster.sh" start "$tmp/pgd")
-ddb="host=127.0.0.1 port=$dpg_port user=postgres dbname=postgres connect_timeout=5"
+ddb="host=127.0.0.1 port=$dpg_port user=postgres dbname=postgres"
 # dpsql ARGS...: psql on the dispatch cluster, unaligned, tuples only, 10 s statement timeout
-dpsql() { PGOPTIONS='-c statement_timeout=10s' psql "$ddb" -X -A -t -q -v ON_ERROR_STOP=1 -P null=- "$@"; }
+dpsql() { PGOPTIONS='-c statement_timeout=10s' psql "$ddb connect_timeout=5" -X -A -t -q -v ON_ERROR_STOP=1 -P null=- "$@"; }
 pgss=0
 if [ -f /usr/lib/postgresql/15/lib/pg_stat_statements.so ]; then
   dpsql -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" \
     -c "ALTER SYSTEM SET track_wal_io_timing = on" >/dev/null
   "$root/scripts/pgcluster.sh" stop "$tmp/pgd"
   dpg_port=$(PGCLUSTER_FSYNC=on "$root/scripts/pgcluster.sh" start "$tmp/pgd")
-  ddb="host=127.0.0.1 port=$dpg_port user=postgres dbname=postgres connect_timeout=5"
+  ddb="host=127.0.0.1 port=$dpg_port user=postgres dbname=postgres"
   dpsql -c "CREATE EXTENSION pg_stat_statements" >/dev/null
   pgss=1
 else
@@ -468,10 +468,11 @@ pg_ticks() {
   echo "$sum"
 }
 
-# pg_snap [ID0]: "max_id pending rows_after_ID0 insert_calls insert_ms claim_calls claim_ms
-# claims_running" of the outbox, pg_stat_statements and pg_stat_activity ("-": not known).
 # pgss_sql PREFIX EXPR: EXPR over the pg_stat_statements entries whose text starts with PREFIX.
 pgss_sql() { echo "(SELECT coalesce($2, 0) FROM pg_stat_statements WHERE query LIKE '$1%')"; }
+
+# pg_snap [ID0]: "max_id pending rows_after_ID0 insert_calls insert_ms claim_calls claim_ms
+# claims_running" of the outbox, pg_stat_statements and pg_stat_activity ("-": not known).
 pg_snap() {
   local since="NULL" ss="NULL, NULL, NULL, NULL"
   [ -n "${1:-}" ] && since="(SELECT count(*) FROM integration_cache_outbox WHERE id > $1)"

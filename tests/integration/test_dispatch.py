@@ -180,7 +180,8 @@ class DispatchTest(DispatchCase):
     cls.start_standins()
     cls.spool = tempfile.mkdtemp(prefix="ic-test-spool-")
     cls.addClassCleanup(shutil.rmtree, cls.spool, True)
-    cls.svc = cls.start_class_service(*args_of(cls.crm), env={"IC_SPOOL_DIR": cls.spool})
+    cls.svc = cls.start_class_service(*args_of(cls.crm, breaker_failures=20),
+                                      env={"IC_SPOOL_DIR": cls.spool})
 
   # ---- responses ----
 
@@ -595,18 +596,18 @@ class DispatchTest(DispatchCase):
              10, message="the retry was answered")
 
   def test_retry_delays_within_bounds(self):
-    # --retry-min 0.1 --retry-max 0.5: never hammering, never waiting past the cap (plus slack).
-    # 4 failures: one fewer than the breaker's default threshold (5), whose cooldown would add
-    # its own pause
+    # --retry-min 0.1 --retry-max 0.5: never hammering, never waiting past the cap (plus slack;
+    # uncapped doubling would wait 1.6 s and 3.2 s before the last two attempts). The class
+    # service's breaker threshold (--breaker-failures 20) stays out of the way.
     uid = new_uid()
-    self.crm.ms.fail(4, 500, path=M_DIAL, where={"unique_id": uid})
+    self.crm.ms.fail(7, 500, path=M_DIAL, where={"unique_id": uid})
     self.accept(self.svc, event(uid, "dial", raw_in(uid, new_phone())))
-    self.delivered(self.crm.ms, M_DIAL, unique_id=uid, timeout=20)
+    self.delivered(self.crm.ms, M_DIAL, unique_id=uid, timeout=30)
     reqs = self.crm.ms.requests(M_DIAL, unique_id=uid)
-    self.assertEqual(len(reqs), 5, reqs)
+    self.assertEqual(len(reqs), 8, reqs)
     gaps = [b.time - a.time for a, b in zip(reqs, reqs[1:])]
     self.assertGreaterEqual(min(gaps), 0.05, "retried sooner than --retry-min allows: %r" % gaps)
-    self.assertLessEqual(max(gaps), 0.5 + deadline(0.5), "waited past --retry-max: %r" % gaps)
+    self.assertLessEqual(max(gaps), 0.5 + deadline(0.6), "waited past --retry-max: %r" % gaps)
 
   def test_token_change_is_followed(self):
     self.cluster.psql("UPDATE enterprises SET name2 = 'tok-0202-new' WHERE number = '0202'")
