@@ -301,11 +301,11 @@ struct loader *loader_new(struct io_loop *loop, const struct settings *set,
     l->set = set;
     l->store = store;
     l->stats = stats;
-    struct pg_conn_config cfg = pg_conn_config_for(set, "query");
+    struct pg_conn_config cfg = pg_conn_config_for(set, "query", false);
     l->query = pg_conn_new(loop, &cfg, &query_ops, l);
-    cfg = pg_conn_config_for(set, "bulk");
+    cfg = pg_conn_config_for(set, "bulk", true);
     l->bulk = pg_conn_new(loop, &cfg, &bulk_ops, l);
-    cfg = pg_conn_config_for(set, "listener");
+    cfg = pg_conn_config_for(set, "listener", false);
     l->listener = pg_conn_new(loop, &cfg, &listener_ops, l);
     l->sweep_timer.fn = on_sweep;
     listener_init(l);

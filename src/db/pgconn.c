@@ -125,10 +125,14 @@ void pg_notice_to_log(void *name, const char *message)
 
 static void start_connect(struct pg_conn *c)
 {
-    const char *keys[] = {"application_name", "dbname", NULL};
-    const char *vals[] = {"integration_cache", c->conninfo, NULL};
+    /* our options first: what the operator's connection string says wins over them */
+    char options[64] = "";
+    if (c->cfg.server_timeout)
+        snprintf(options, sizeof options, "-c statement_timeout=%.0f", c->cfg.timeout * 1000 + 500);
+    const char *keys[] = {"application_name", "options", "dbname", NULL};
+    const char *vals[] = {"integration_cache", options, c->conninfo, NULL};
     if (!c->conninfo)
-        keys[1] = NULL;
+        keys[2] = NULL;
     c->pg = PQconnectStartParams(keys, vals, 1);
     c->state = PG_CONNECTING;
     c->connect_deadline = time_mono_now() + c->cfg.timeout;
@@ -322,11 +326,12 @@ static void on_deadline(struct io_loop *loop, struct io_timer *t)
     arm_deadline(c);
 }
 
-struct pg_conn_config pg_conn_config_for(const struct settings *s, const char *name)
+struct pg_conn_config pg_conn_config_for(const struct settings *s, const char *name, bool streaming)
 {
     return (struct pg_conn_config){.name = name,
                                    .conninfo = s->db,
                                    .timeout = s->db_timeout,
+                                   .server_timeout = !streaming,
                                    .backoff_min = s->reconnect_min,
                                    .backoff_max = s->reconnect_max};
 }

@@ -51,11 +51,15 @@ struct pg_conn_config {
     const char *name;     /* for logs: "query", "listener", ... */
     const char *conninfo; /* NULL: libpq's PG* variables */
     double timeout;       /* connect and per-query deadline, seconds */
+    bool server_timeout;  /* also make the server cancel a statement running past `timeout`, so
+                             a query given up here does not keep running there */
     double backoff_min, backoff_max;
 };
 
-/* The service's settings for a connection named `name` (--db, --db-timeout, --reconnect-*). */
-struct pg_conn_config pg_conn_config_for(const struct settings *s, const char *name);
+/* The service's settings for a connection named `name` (--db, --db-timeout, --reconnect-*).
+ * `streaming`: it runs long single-row queries (full refresh), timed on progress only. */
+struct pg_conn_config pg_conn_config_for(const struct settings *s, const char *name,
+                                         bool streaming);
 
 struct pg_conn *pg_conn_new(struct io_loop *loop, const struct pg_conn_config *cfg,
                             const struct pg_conn_ops *ops, void *ctx);

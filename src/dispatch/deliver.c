@@ -138,7 +138,7 @@ static void on_response(struct upstream_req *r, long status, const char *body, s
             return;
         }
         STAT_INC(d->stats, dispatch_delivered);
-        log_info("delivered: event %s to %s", dl->event_id, target);
+        log_debug("delivered: event %s to %s", dl->event_id, target);
         add_mark(d, dl, "delivered", 0, NULL, status, body, len);
         free_delivery(dl);
         deliver_kick(d);
@@ -430,10 +430,32 @@ static void retention_done(struct pg_query *q, const PGresult *res, const char *
     free(q);
 }
 
+/* One info line a minute instead of one per event: at thousands of events a second, per-event
+ * lines (kept at debug level) would be most of the service's I/O. */
+static void log_summary(struct dispatcher *d, double now)
+{
+    if (now - d->last_summary < 60)
+        return;
+    d->last_summary = now;
+    unsigned long v[4] = {
+        STAT_GET(d->stats, dispatch_accepted), STAT_GET(d->stats, dispatch_delivered),
+        STAT_GET(d->stats, dispatch_retried), STAT_GET(d->stats, dispatch_abandoned)};
+    if (memcmp(v, d->summarized, sizeof v) == 0)
+        return;
+    log_info("dispatch in the last minute: %lu accepted, %lu delivered, %lu retried, %lu "
+             "abandoned; pending retailcrm %ld, uon %ld, ms %ld",
+             v[0] - d->summarized[0], v[1] - d->summarized[1], v[2] - d->summarized[2],
+             v[3] - d->summarized[3], atomic_load(&d->targets[TARGET_RETAILCRM].stats.pending),
+             atomic_load(&d->targets[TARGET_UON].stats.pending),
+             atomic_load(&d->targets[TARGET_MS].stats.pending));
+    memcpy(d->summarized, v, sizeof v);
+}
+
 static void on_housekeeping(struct io_loop *loop, struct io_timer *t)
 {
     struct dispatcher *d = container_of(t, struct dispatcher, housekeeping_timer);
     io_timer_arm(loop, t, 2.0);
+    log_summary(d, time_mono_now());
     if (!d->started)
         return;
     if (!d->housekeeping) {
@@ -471,7 +493,7 @@ void deliver_init(struct dispatcher *d)
     }
     d->poll_timer.fn = on_poll;
     d->housekeeping_timer.fn = on_housekeeping;
-    d->last_retention = time_mono_now();
+    d->last_retention = d->last_summary = time_mono_now();
     io_timer_arm(d->loop, &d->poll_timer, d->set->dispatch_poll);
     io_timer_arm(d->loop, &d->housekeeping_timer, 2.0);
 }

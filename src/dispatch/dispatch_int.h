@@ -45,7 +45,8 @@ struct dispatcher {
     char *mark_param, *log_param;
     bool marking, housekeeping;
     struct io_timer poll_timer, housekeeping_timer;
-    double last_retention;
+    double last_retention, last_summary;
+    unsigned long summarized[4]; /* accepted, delivered, retried, abandoned at the last summary */
 };
 
 /* intake.c */

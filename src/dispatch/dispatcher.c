@@ -52,9 +52,9 @@ struct dispatcher *dispatcher_new(struct io_loop *loop, const struct settings *s
         gethostname(host, sizeof host - 1);
         snprintf(d->instance, sizeof d->instance, "%s:%s", host, set->listen);
     }
-    struct pg_conn_config cfg = pg_conn_config_for(set, "intake");
+    struct pg_conn_config cfg = pg_conn_config_for(set, "intake", false);
     d->intake_conn = pg_conn_new(loop, &cfg, &intake_conn_ops, d);
-    cfg = pg_conn_config_for(set, "delivery");
+    cfg = pg_conn_config_for(set, "delivery", false);
     d->delivery_conn = pg_conn_new(loop, &cfg, &delivery_conn_ops, d);
     intake_init(d);
     deliver_init(d);

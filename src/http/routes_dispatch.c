@@ -142,9 +142,9 @@ static void recorded(struct app *app, struct http_reply *rep, struct dispatch_ct
         if (c->targets & (1u << t))
             snprintf(targets + strlen(targets), sizeof targets - strlen(targets), "%s%s",
                      targets[0] ? "," : "", target_names[t]);
-    log_info("dispatch accepted: event %s (uniqueId %s, %s) -> %s%s", c->event_id,
-             log_safe(c->ev.unique_id, uid, sizeof uid), c->ev.event_type, targets,
-             c->job.spooled ? " [spooled]" : "");
+    log_debug("dispatch accepted: event %s (uniqueId %s, %s) -> %s%s", c->event_id,
+              log_safe(c->ev.unique_id, uid, sizeof uid), c->ev.event_type, targets,
+              c->job.spooled ? " [spooled]" : "");
     reply_accepted(rep, c);
 }
 

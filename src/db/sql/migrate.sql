@@ -52,8 +52,14 @@ CREATE TABLE IF NOT EXISTS integration_cache_outbox (
     delivered_at timestamptz,
     UNIQUE (event_id, target)
 );
-CREATE INDEX IF NOT EXISTS integration_cache_outbox_due
-    ON integration_cache_outbox (target, next_attempt_at) WHERE state = 'pending';
+-- Claims walk a target's pending rows in id order and, per row, look up the earliest pending row
+-- of the same call and target: both are index probes on these partial indexes, so a claim costs
+-- the same with ten or a million rows waiting.
+DROP INDEX IF EXISTS integration_cache_outbox_due;
+CREATE INDEX IF NOT EXISTS integration_cache_outbox_pending
+    ON integration_cache_outbox (target, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS integration_cache_outbox_pending_call
+    ON integration_cache_outbox (unique_id, target, id) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS integration_cache_outbox_call
     ON integration_cache_outbox (unique_id, target);
 CREATE INDEX IF NOT EXISTS integration_cache_outbox_created
