@@ -98,6 +98,8 @@ static const struct setting_def defs[] = {
      "consecutive failures that open a service's circuit breaker"},
     {"breaker-cooldown", "IC_BREAKER_COOLDOWN", T_SECONDS, "10", 0.05, 3600, OFF(breaker_cooldown),
      false, "seconds an open breaker waits before it lets one probe through"},
+    {"intake-connections", "IC_INTAKE_CONNECTIONS", T_LONG, "2", 1, 8, OFF(intake_connections),
+     false, "database connections committing accepted events side by side"},
     {"dedup-capacity", "IC_DEDUP_CAPACITY", T_LONG, "100000", 16, 100000000, OFF(dedup_capacity),
      false, "call events remembered for duplicate detection (oldest forgotten first)"},
     {"outbox-retention", "IC_OUTBOX_RETENTION", T_SECONDS, "3600", 300, 31536000,

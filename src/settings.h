@@ -32,7 +32,7 @@ struct settings {
     /* dispatch (SPEC §6) */
     double delivery_timeout, retry_min, retry_max, retry_horizon, dispatch_poll;
     double breaker_cooldown, outbox_retention;
-    long delivery_concurrency, breaker_failures, dedup_capacity;
+    long delivery_concurrency, breaker_failures, dedup_capacity, intake_connections;
     char *spool_dir;
     char *instance; /* outbox lock owner; NULL: <hostname>:<listen> */
     /* customer look-ups (SPEC §7) */

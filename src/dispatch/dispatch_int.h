@@ -19,6 +19,19 @@ struct target_state {
 
 struct mark; /* deliver.c */
 
+/* Group commit runs on several connections at once (--intake-connections); an event's lane is
+ * chosen by its uniqueId, so a call's dial and hangup always commit in order, on one lane. */
+#define INTAKE_MAX_LANES 8
+
+struct intake_lane {
+    struct dispatcher *d;
+    struct pg_conn *conn;
+    struct dispatch_job *queue, *queue_tail;
+    struct dispatch_job *inserting; /* the batch in flight */
+    struct pg_query q;
+    char *param;
+};
+
 struct dispatcher {
     struct io_loop *loop;
     const struct settings *set;
@@ -26,17 +39,17 @@ struct dispatcher {
     struct upstream *up;
     struct dedup *dedup;
     struct spool *spool;
-    struct pg_conn *intake_conn, *delivery_conn;
+    struct intake_lane lanes[INTAKE_MAX_LANES];
+    int nlanes;
+    struct pg_conn *delivery_conn;
     char instance[200];
-    /* intake */
-    struct dispatch_job *queue, *queue_tail;
-    struct dispatch_job *inserting; /* the batch in flight */
+    /* intake: replays run on lane 0 */
     bool replaying;
     size_t replay_len;
     double replay_backoff;        /* after a failed replay: wait before the next */
     struct io_timer replay_timer; /* armed while waiting */
-    struct pg_query insert_q;
-    char *insert_param;
+    struct pg_query replay_q;
+    char *replay_param;
     /* delivery */
     struct target_state targets[TARGET_COUNT];
     bool sip_unit, started, dedup_loaded, closing, quiescing;
@@ -51,8 +64,12 @@ struct dispatcher {
 
 /* intake.c */
 void intake_init(struct dispatcher *d);
+void intake_start(struct dispatcher *d);
+void intake_enqueue(struct dispatcher *d, struct dispatch_job *j);
 void intake_flush(struct dispatcher *d);
-extern const struct pg_conn_ops intake_conn_ops;
+bool intake_idle(struct dispatcher *d);
+/* Fails what is in flight and spools everything queued; the lanes' connections are freed. */
+void intake_close(struct dispatcher *d);
 
 /* deliver.c */
 void deliver_kick(struct dispatcher *d);

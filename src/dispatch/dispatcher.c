@@ -1,7 +1,7 @@
 /*
- * The dispatcher's life cycle and its two database connections (see dispatcher.h): `intake`
- * carries group commits and spool replays, `delivery` carries claims and outcomes, so a slow
- * claim never delays an acknowledgement.
+ * The dispatcher's life cycle (see dispatcher.h). Its database connections: the intake lanes
+ * carry group commits and spool replays, `delivery` carries claims and outcomes, so a slow claim
+ * never delays an acknowledgement.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,14 +14,7 @@
 static void run_job(struct io_loop *loop, struct io_task *task)
 {
     struct dispatch_job *j = (struct dispatch_job *)task;
-    struct dispatcher *d = j->owner;
-    j->next = NULL;
-    if (d->queue_tail)
-        d->queue_tail->next = j;
-    else
-        d->queue = j;
-    d->queue_tail = j;
-    intake_flush(d);
+    intake_enqueue(j->owner, j);
 }
 
 void dispatcher_submit(struct dispatcher *d, struct dispatch_job *j)
@@ -52,9 +45,7 @@ struct dispatcher *dispatcher_new(struct io_loop *loop, const struct settings *s
         gethostname(host, sizeof host - 1);
         snprintf(d->instance, sizeof d->instance, "%s:%s", host, set->listen);
     }
-    struct pg_conn_config cfg = pg_conn_config_for(set, "intake", false);
-    d->intake_conn = pg_conn_new(loop, &cfg, &intake_conn_ops, d);
-    cfg = pg_conn_config_for(set, "delivery", false);
+    struct pg_conn_config cfg = pg_conn_config_for(set, "delivery", false);
     d->delivery_conn = pg_conn_new(loop, &cfg, &delivery_conn_ops, d);
     intake_init(d);
     deliver_init(d);
@@ -64,7 +55,7 @@ struct dispatcher *dispatcher_new(struct io_loop *loop, const struct settings *s
 void dispatcher_start(struct dispatcher *d)
 {
     log_info("dispatch: instance '%s', spool in %s", d->instance, d->set->spool_dir);
-    pg_conn_start(d->intake_conn);
+    intake_start(d);
     pg_conn_start(d->delivery_conn);
 }
 
@@ -76,7 +67,7 @@ void dispatcher_quiesce(struct dispatcher *d)
 
 bool dispatcher_idle(struct dispatcher *d)
 {
-    return !d || (!d->inserting && !d->queue && !d->replaying && deliver_idle(d));
+    return !d || (intake_idle(d) && deliver_idle(d));
 }
 
 void dispatcher_close(struct dispatcher *d)
@@ -90,25 +81,12 @@ void dispatcher_free(struct dispatcher *d)
     if (!d)
         return;
     d->closing = true;
-    /* an INSERT in flight fails and is spooled; then whatever is queued is spooled too */
-    pg_conn_free(d->intake_conn);
-    d->intake_conn = NULL;
-    struct dispatch_job *batch = d->queue;
-    d->queue = d->queue_tail = NULL;
-    if (batch) {
-        struct dispatch_job *tail = batch;
-        while (tail->next)
-            tail = tail->next;
-        tail->next = NULL;
-        d->queue = batch;
-        d->queue_tail = tail;
-        intake_flush(d);
-    }
+    intake_close(d); /* an INSERT in flight fails and is spooled, and so is what is queued */
     pg_conn_free(d->delivery_conn);
     io_timer_disarm(d->loop, &d->replay_timer);
     deliver_free(d);
     spool_close(d->spool);
-    free(d->insert_param);
+    free(d->replay_param);
     free(d);
 }
 

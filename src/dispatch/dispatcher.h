@@ -20,7 +20,8 @@
 /* One accepted event on its way into the outbox. */
 struct dispatch_job {
     struct io_task task;
-    char *rows; /* JSON array of outbox rows (intake.c's shape), owned by the job */
+    char *rows;        /* JSON array of outbox rows (intake.c's shape), owned by the job */
+    unsigned lane_key; /* events with equal keys commit in order (a hash of the uniqueId) */
     size_t nrows;
     /* Runs on the I/O thread once the event is durable (status 200) or could not be recorded
      * anywhere (503). */

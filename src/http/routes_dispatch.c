@@ -118,6 +118,10 @@ static void accept_event(struct app *app, struct http_request *req, struct http_
         return;
     }
     c->job.rows = build_rows(c, e, &c->job.nrows);
+    unsigned key = 5381; /* one call, one commit lane: its dial and hangup stay in order */
+    for (const char *p = c->ev.unique_id; *p; p++)
+        key = key * 33 + (unsigned char)*p;
+    c->job.lane_key = key;
     c->job.done = job_done;
     c->stage = STAGE_RECORDING;
     entry_unref(e);

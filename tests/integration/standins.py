@@ -81,9 +81,12 @@ class Request:
 
   def __repr__(self):
     body = self.raw_body[:300].decode("utf-8", "replace") if self.raw_body else ""
-    return "<%s %s%s -> %s %s>" % (self.method, self.path,
-                                   "?" + self.query_string if self.query_string else "",
-                                   self.status, body)
+    after = ("" if self.answered_at is None else
+             " after %.3fs" % (self.answered_at - self.time))
+    port = " from :%s" % self.client[1] if self.client else ""
+    return "<%s %s%s%s at %.3f -> %s%s %s>" % (
+      self.method, self.path, "?" + self.query_string if self.query_string else "", port,
+      self.wall_time % 1000, self.status, after, body)
 
 
 class _Rule:

@@ -310,6 +310,7 @@ static const struct bound bounds[] = {
      NULL},
     {"breaker-failures", "IC_BREAKER_FAILURES", {"0", "1001", "2.5"}, {"1", "1000"}, NULL},
     {"breaker-cooldown", "IC_BREAKER_COOLDOWN", {"0.04", "3601"}, {"0.05", "3600"}, NULL},
+    {"intake-connections", "IC_INTAKE_CONNECTIONS", {"0", "9", "1.5"}, {"1", "8"}, NULL},
     {"dedup-capacity", "IC_DEDUP_CAPACITY", {"15", "100000001", "20.5"}, {"16", "100000000"}, NULL},
     {"outbox-retention", "IC_OUTBOX_RETENTION", {"299", "31536001"}, {"300", "31536000"}, NULL},
     {"lookup-ttl", "IC_LOOKUP_TTL", {"-1", "86401"}, {"0", "86400"}, NULL},
