@@ -1,10 +1,15 @@
--- wrk script for bench/run.sh: GET /integrations/{n}, rotating over a range of enterprise numbers.
--- Usage: wrk ... -s bench/integrations.lua http://HOST:PORT -- FIRST COUNT
---   requests go to /integrations/FIRST .. /integrations/FIRST+COUNT-1 (numbers printed as %04d),
---   each wrk thread starting at a different offset so that threads do not walk in lock-step.
--- The same script drives the service and the nginx reference (whose location answers every
--- /integrations/ path), so both servers see the same requests and wrk pays the same Lua cost.
--- Requests are pre-formatted in init() (the wrk manual's advice), so request() is a table lookup.
+-- wrk script for bench/run.sh: cache-hit GETs, rotating over a list of paths.
+-- Usage: wrk ... -s bench/integrations.lua http://HOST:PORT -- PATHS_FILE [DEPTH]
+--   PATHS_FILE holds one request path a line (run.sh writes /integrations/{n} for every enterprise,
+--   or /config/{n}/{type} with a type the enterprise has); requests walk the list in order, each
+--   wrk thread starting at a different offset so that threads do not walk in lock-step.
+--   DEPTH (default 1) > 1 pipelines: every write carries DEPTH requests (wrk.format(...) of DEPTH
+--   consecutive paths, concatenated), wrk sends the next batch when all DEPTH answers are in, and
+--   its latency is then per batch, not per request; requests/s still counts every answer.
+-- The same script drives the service and the nginx reference (whose locations answer every
+-- /integrations/ and /config/ path), so both servers see the same requests and wrk pays the same
+-- Lua cost. Requests are pre-formatted in init() (the wrk manual's advice), so request() is a
+-- table lookup.
 -- response() counts every status other than 200; done() prints one machine-readable line,
 --   BENCH requests=... duration_us=... rps=... p50_us=... p99_us=... non200=... errors=...
 -- which run.sh parses. A run with non200 > 0 or socket errors is reported as failed, not as a rate.
@@ -23,10 +28,21 @@ local next_request = 1
 non200 = 0 -- global so that done() can read it through thread:get()
 
 function init(args)
-  local first = tonumber(args[1]) or 1000
-  local count = tonumber(args[2]) or 1000
-  for i = 0, count - 1 do
-    requests[#requests + 1] = wrk.format("GET", string.format("/integrations/%04d", first + i))
+  local file = args[1] or error("usage: -- PATHS_FILE [DEPTH]")
+  local depth = tonumber(args[2]) or 1
+  local paths = {}
+  for line in io.lines(file) do
+    if line ~= "" then
+      paths[#paths + 1] = line
+    end
+  end
+  assert(#paths > 0, "no paths in " .. file)
+  for i = 1, #paths do
+    local batch = {}
+    for k = 0, depth - 1 do
+      batch[#batch + 1] = wrk.format("GET", paths[(i - 1 + k) % #paths + 1])
+    end
+    requests[#requests + 1] = table.concat(batch)
   end
   -- spread the threads over the range: thread k starts 397*k entries in, so that two threads do
   -- not ask for the same enterprise at the same moment

@@ -15,11 +15,15 @@
 # under load; (4) dispatch intake: POST /dispatch/call-event (bench/dispatch.lua) at 1 and 50
 # connections against a second service on a second PostgreSQL with fsync=on (durable commits),
 # its three delivery targets stood in for by nginx answering at once, then a check that the outbox
-# drains; (5) the summary on stdout and in docs/PERFORMANCE.md (bench/report.py).
+# drains; (5) the summary on stdout and in docs/PERFORMANCE.md (bench/report.py), with gnuplot
+# charts docs/perf-*.png. Step 2 covers GET /integrations/{n} and GET /config/{n}/{type} at 1, 50
+# and 200 connections and 50 connections pipelining 10 requests each; step 3 adds the miss latency
+# (bench/probe.py miss) and, with the cache service stopped, the cost growth (3b): full refresh
+# time, RSS and GET latency during a refresh at 1k, 10k and 100k enterprises.
 # Nothing here is a pass/fail assertion: a run with errors is reported as such, not as a number.
 # The exit status is non-zero only when the bench itself could not run (e.g. the service did not
-# start). Knobs: BENCH_DURATION (s per run, 5), BENCH_WARMUP (s, 1), BENCH_ROUNDS (5),
-# BENCH_LAG_SAMPLES (100), BENCH_DISPATCH_DURATION (s per dispatch run, 3), BENCH_DRAIN_DEADLINE
+# start). Knobs: BENCH_DURATION (s per run, 3), BENCH_WARMUP (s, 1), BENCH_ROUNDS (3),
+# BENCH_LAG_SAMPLES (1000), BENCH_DISPATCH_DURATION (s per dispatch run, 3), BENCH_DRAIN_DEADLINE
 # (s the outbox gets to drain after the last dispatch run, 25), BENCH_OUT (docs/PERFORMANCE.md).
 set -euo pipefail
 
@@ -30,18 +34,22 @@ root=$(cd "$here/.." && pwd)
 bin=$(realpath -e "$1" 2>/dev/null) || { echo "bench: $1 not found" >&2; exit 1; }
 [ -x "$bin" ] || { echo "bench: $bin is not executable" >&2; exit 1; }
 
-DURATION=${BENCH_DURATION:-5}
+DURATION=${BENCH_DURATION:-3}
 WARMUP=${BENCH_WARMUP:-1}
-ROUNDS=${BENCH_ROUNDS:-5}
-LAG_SAMPLES=${BENCH_LAG_SAMPLES:-100}
+ROUNDS=${BENCH_ROUNDS:-3}
+LAG_SAMPLES=${BENCH_LAG_SAMPLES:-1000}
 DISPATCH_DURATION=${BENCH_DISPATCH_DURATION:-3}
 DRAIN_DEADLINE=${BENCH_DRAIN_DEADLINE:-25}
 OUT=${BENCH_OUT:-$root/docs/PERFORMANCE.md}
 FIRST=1000 # enterprises 1000..1999: four digits each, so every /integrations path has one length
 COUNT=1000
+MISS_SAMPLES=${BENCH_MISS_SAMPLES:-1000}
+GROWTH_SIZES=${BENCH_GROWTH_SIZES:-"1000 10000 100000"}
 CONFIG_BYTES=2000 # integrations_config size per enterprise, as seed.py suggests for benchmarks
 # connections:wrk-threads pairs; wrk gets one thread per 25 connections at most (2 cores here)
 LOADS=("1:1" "50:2")
+# the cache-hit loads, connections:wrk-threads:pipeline depth (requests per write per connection)
+CACHE_LOADS=("1:1:1" "50:2:1" "200:2:1" "50:2:10")
 
 log() { echo "bench: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -187,6 +195,25 @@ printf '%s' "$body" >"$tmp/body.json"
 nginx_body=${body//\\/\\\\}
 nginx_body=${nginx_body//\'/\\\'}
 
+# The request paths wrk rotates over (bench/integrations.lua reads one a line): /integrations/{n}
+# for every enterprise, and /config/{n}/{type} with the integration that seed.py padded to
+# ~CONFIG_BYTES (retailcrm when the enterprise has it, else uon; every seeded one has either).
+psql "$db" -X -A -t -c "SELECT '/integrations/' || number FROM enterprises
+  WHERE number ~ '^[0-9]{4}$' AND number::int BETWEEN $FIRST AND $((FIRST + COUNT - 1)) ORDER BY number" \
+  >"$tmp/paths-integrations.txt"
+psql "$db" -X -A -t -c "SELECT '/config/' || number || '/' ||
+    CASE WHEN jsonb_typeof(integrations_config -> 'retailcrm') = 'object' THEN 'retailcrm' ELSE 'uon' END
+  FROM enterprises WHERE number ~ '^[0-9]{4}$' AND number::int BETWEEN $FIRST AND $((FIRST + COUNT - 1))
+  ORDER BY number" >"$tmp/paths-config.txt"
+[ "$(wc -l <"$tmp/paths-config.txt")" -eq "$COUNT" ] || die "could not list the /config paths"
+config_path=$(head -n1 "$tmp/paths-config.txt")
+config_body=$(curl -fsS "http://127.0.0.1:$svc_port$config_path") || die "GET $config_path failed"
+case $config_body in
+  *'$'*) die "the config body contains '\$', which nginx's return directive would expand" ;;
+esac
+nginx_config_body=${config_body//\\/\\\\}
+nginx_config_body=${nginx_config_body//\'/\\\'}
+
 nginx_port=$(free_port)
 # stand-ins for the three delivery targets of call-event dispatch (step 4), in the same nginx
 rc_port=$(free_port) uon_port=$(free_port) ms_port=$(free_port)
@@ -204,6 +231,7 @@ conf=${conf//@UON_PORT@/"$uon_port"}
 conf=${conf//@MS_PORT@/"$ms_port"}
 conf=${conf//@USER@/"$nginx_user"}
 conf=${conf//@BODY@/"$nginx_body"}
+conf=${conf//@CONFIG_BODY@/"$nginx_config_body"}
 printf '%s\n' "$conf" >"$tmp/nginx/nginx.conf"
 log "starting nginx ($workers workers) on 127.0.0.1:$nginx_port"
 nginx -p "$tmp/nginx/" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" -g 'daemon off;' \
@@ -212,6 +240,8 @@ nginx_pid=$!
 wait_http "http://127.0.0.1:$nginx_port/integrations/$FIRST" "$nginx_pid" 10
 [ "$(curl -fsS "http://127.0.0.1:$nginx_port/integrations/$FIRST")" = "$body" ] ||
   die "nginx does not answer the reference body"
+[ "$(curl -fsS "http://127.0.0.1:$nginx_port$config_path")" = "$config_body" ] ||
+  die "nginx does not answer the reference config body"
 for p in "$rc_port" "$uon_port" "$ms_port"; do
   [ "$(curl -fsS --max-time 5 -X POST -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$p/internal/x")" = '{}' ] ||
     die "the nginx stand-in on port $p does not answer POST /internal/ with {}"
@@ -233,6 +263,8 @@ meta ic_threads "${IC_THREADS:-default}"
 meta nginx_workers "$workers"
 meta body_bytes "${#body}"
 meta body "$body"
+meta config_body_bytes "${#config_body}"
+meta config_path "$config_path"
 meta enterprises "$COUNT (numbers $FIRST..$((FIRST + COUNT - 1)))"
 meta config_bytes "$CONFIG_BYTES"
 meta duration "$DURATION"
@@ -245,23 +277,27 @@ meta lag_samples "$LAG_SAMPLES"
 # ---------------------------------------------------------------------------------------------
 # 2. Throughput
 # ---------------------------------------------------------------------------------------------
-printf 'server\tconns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tsocket_errors\tcpu_ticks\tcpu_split\twrk_cpu_s\tmachine_ticks\thits\tmisses\n' \
+printf 'endpoint\tserver\tconns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tsocket_errors\tcpu_ticks\tcpu_split\twrk_cpu_s\tmachine_ticks\thits\tmisses\n' \
   >"$tmp/results.tsv"
 
-# wrk_cmd PORT CONNS THREADS SECONDS: the wrk command line (printed into the report as well).
+# wrk_cmd PORT CONNS THREADS SECONDS [ENDPOINT [DEPTH]]: the wrk command line (printed into the
+# report as well); ENDPOINT integrations (default) or config picks the paths file, DEPTH > 1
+# pipelines that many requests per write.
 wrk_cmd() {
-  echo wrk -t"$3" -c"$2" -d"$4"s --latency -s "$here/integrations.lua" "http://127.0.0.1:$1" -- "$FIRST" "$COUNT"
+  echo wrk -t"$3" -c"$2" -d"$4"s --latency -s "$here/integrations.lua" "http://127.0.0.1:$1" -- \
+    "$tmp/paths-${5:-integrations}.txt" "${6:-1}"
 }
 
-# measure SERVER CONNS THREADS ROUND SECONDS: one wrk run; appends a row to results.tsv unless
+# measure SERVER ENDPOINT LOAD THREADS DEPTH ROUND SECONDS: one wrk run (LOAD: connections, or
+# CONNSxDEPTH when pipelined); appends a row to results.tsv unless
 # ROUND is "warmup". Server CPU is read from /proc before and after; for nginx the master and all
 # its workers count. cpu_split lists the CPU seconds of each nginx process / service thread that
 # worked (did the load spread over the cores?). Before each run of ours the cache is refreshed
 # (POST /cache/refresh, outside the measured window), so no entry reaches its 90 s TTL during the
 # run and every request is a hit; the /stats deltas show whether that held.
 measure() {
-  local server=$1 conns=$2 threads=$3 round=$4 secs=$5
-  local port pid pids statfiles out="$tmp/wrk/$server-c$conns-$round"
+  local server=$1 endpoint=$2 conns=$3 threads=$4 depth=$5 round=$6 secs=$7
+  local port pid pids statfiles out="$tmp/wrk/$server-$endpoint-c$conns-$round"
   if [ "$server" = ours ]; then
     port=$svc_port
     pids=("$svc_pid")
@@ -275,8 +311,8 @@ measure() {
     for pid in "${pids[@]}"; do statfiles+=("/proc/$pid/stat"); done
   fi
   local cmd hits0=0 misses0=0 ticks0 ticks1 each0 each1 busy0 busy1
-  read -r -a cmd <<<"$(wrk_cmd "$port" "$conns" "$threads" "$secs")"
-  [ "$round" = 1 ] && echo "${cmd[*]}" | sed "s|$here|bench|; s|$port|${server^^}_PORT|" >>"$tmp/commands.txt"
+  read -r -a cmd <<<"$(wrk_cmd "$port" "${conns%%x*}" "$threads" "$secs" "$endpoint" "$depth")"
+  [ "$round" = 1 ] && echo "${cmd[*]}" | sed "s|$here|bench|; s|$tmp|TMP|; s|$port|${server^^}_PORT|" >>"$tmp/commands.txt"
   if [ "$server" = ours ]; then hits0=$(stats_get hits); misses0=$(stats_get misses); fi
   ticks0=$(cpu_ticks "${pids[@]}")
   mapfile -t each0 < <(cpu_each "${statfiles[@]}")
@@ -313,23 +349,27 @@ measure() {
     d=$((each1[i] - each0[i]))
     [ "$d" -gt 0 ] && split+="${split:+/}$(awk -v t="$d" -v hz="$clk_tck" 'BEGIN{printf "%.2f", t / hz}')"
   done
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-    "$server" "$conns" "$threads" "$round" "$status" "${r[rps]:--}" "${r[requests]:--}" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$endpoint" "$server" "$conns" "$threads" "$round" "$status" "${r[rps]:--}" "${r[requests]:--}" \
     "${r[p50_us]:--}" "${r[p99_us]:--}" "${r[max_us]:--}" "${r[non200]:--}" "$sock_err" \
     "$((ticks1 - ticks0))" "${split:--}" "$wrk_cpu" "$((busy1 - busy0))" "$hits" "$misses" >>"$tmp/results.tsv"
-  log "  $server c=$conns round $round: $status, ${r[rps]:-?} req/s, p99 ${r[p99_us]:-?} us"
+  log "  $endpoint $server c=$conns round $round: $status, ${r[rps]:-?} req/s, p99 ${r[p99_us]:-?} us"
 }
 
-for load in "${LOADS[@]}"; do
-  conns=${load%%:*} threads=${load##*:}
-  log "throughput at $conns connection(s): warm-up ${WARMUP}s each, then $ROUNDS rounds of ${DURATION}s"
-  measure ours "$conns" "$threads" warmup "$WARMUP"
-  measure nginx "$conns" "$threads" warmup "$WARMUP"
-  for round in $(seq "$ROUNDS"); do
-    # alternate which server goes first, so neither always runs on a machine just warmed by the other
-    if [ $((round % 2)) -eq 1 ]; then order=(ours nginx); else order=(nginx ours); fi
-    for server in "${order[@]}"; do
-      measure "$server" "$conns" "$threads" "$round" "$DURATION"
+for endpoint in integrations config; do
+  for load in "${CACHE_LOADS[@]}"; do
+    IFS=: read -r conns threads depth <<<"$load"
+    label=$conns
+    [ "$depth" -gt 1 ] && label="${conns}x$depth"
+    log "throughput, /$endpoint at $label connection(s): warm-up ${WARMUP}s each, then $ROUNDS rounds of ${DURATION}s"
+    measure ours "$endpoint" "$label" "$threads" "$depth" warmup "$WARMUP"
+    measure nginx "$endpoint" "$label" "$threads" "$depth" warmup "$WARMUP"
+    for round in $(seq "$ROUNDS"); do
+      # alternate which server goes first, so neither always runs on a machine just warmed by the other
+      if [ $((round % 2)) -eq 1 ]; then order=(ours nginx); else order=(nginx ours); fi
+      for server in "${order[@]}"; do
+        measure "$server" "$endpoint" "$label" "$threads" "$depth" "$round" "$DURATION"
+      done
     done
   done
 done
@@ -370,6 +410,14 @@ stop_pid "$load_pid" INT # wrk prints its summary (and our BENCH line) on SIGINT
 load_pid=""
 grep '^BENCH ' "$tmp/wrk/lag-load.out" >"$tmp/lag-load.wrk" || true
 
+# Miss latency: POST /cache/invalidate/{n} then a timed GET /integrations/{n} (bench/probe.py),
+# so every sample loads one enterprise from PostgreSQL.
+log "miss latency: $MISS_SAMPLES samples (invalidate, then a timed GET)"
+python3 "$here/probe.py" miss --url "http://127.0.0.1:$svc_port" --paths "$tmp/paths-integrations.txt" \
+  --samples "$MISS_SAMPLES" >"$tmp/miss.json" 2>"$tmp/miss.err" ||
+  log "miss probe failed: $(tail -n 1 "$tmp/miss.err")"
+meta miss_samples "$MISS_SAMPLES"
+
 # ---------------------------------------------------------------------------------------------
 # 4. Dispatch intake
 # ---------------------------------------------------------------------------------------------
@@ -379,6 +427,48 @@ curl -fsS --max-time 2 "http://127.0.0.1:$svc_port/stats" >"$tmp/stats.json" || 
 grep -E ' (WARN|ERROR) ' "$tmp/service.log" >"$tmp/service-warnings.log" || true
 stop_pid "$svc_pid" TERM
 svc_pid=""
+
+# ---------------------------------------------------------------------------------------------
+# 3b. Cost growth: full refresh time, RSS, GET latency during a refresh at 1k, 10k, 100k
+# ---------------------------------------------------------------------------------------------
+# The same cluster grows (seed.py skips numbers that exist); for each size a fresh service
+# starts, gets 3 x POST /cache/refresh (duration_ms from the answer), VmRSS / VmHWM are read, and
+# then bench/probe.py streams GETs on a keep-alive connection through one more refresh.
+printf 'enterprises\tserved\traw_bytes\trefresh_ms\tentries\trss_kb\thwm_kb\tstream\n' >"$tmp/growth.tsv"
+for n in $GROWTH_SIZES; do
+  log "cost growth: $n enterprises"
+  if [ "$n" -gt "$COUNT" ]; then
+    python3 "$root/scripts/seed.py" --count "$n" --first "$FIRST" --config-bytes "$CONFIG_BYTES" \
+      --no-extras | PGCLIENTENCODING=UTF8 PGOPTIONS="-c client_min_messages=warning" psql "$db" -X -q -v ON_ERROR_STOP=1 >/dev/null
+  fi
+  IFS='|' read -r served raw < <(psql "$db" -X -A -t -c "SELECT count(*), coalesce(sum(length(integrations_config::text)), 0)
+    FROM enterprises WHERE active AND integrations_config IS NOT NULL
+      AND number ~ '^[0-9]+$' AND number::int BETWEEN $FIRST AND $((FIRST + n - 1))")
+  total=$(psql "$db" -X -A -t -c "SELECT count(*) FROM enterprises")
+  [ "$total" -eq "$served" ] || log "  warning: $total rows in enterprises, $served in the range"
+  seq -f "/integrations/%.0f" "$FIRST" "$((FIRST + n - 1))" >"$tmp/paths-growth-$n.txt"
+  gport=$(free_port)
+  DATABASE_URL=$db "$bin" serve --listen "127.0.0.1:$gport" </dev/null 2>"$tmp/growth-$n.log" &
+  svc_pid=$!
+  wait_http "http://127.0.0.1:$gport/ready" "$svc_pid" 60
+  ms_list="" entries=""
+  for i in 1 2 3; do
+    ans=$(curl -fsS -X POST --max-time 60 "http://127.0.0.1:$gport/cache/refresh") || ans=""
+    ms=$(grep -o '"duration_ms":[0-9.]*' <<<"$ans" | cut -d: -f2) || true
+    entries=$(grep -o '"entries":[0-9]*' <<<"$ans" | cut -d: -f2) || true
+    ms_list+="${ms_list:+,}${ms:--}"
+  done
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$svc_pid/status")
+  hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$svc_pid/status")
+  python3 "$here/probe.py" refresh-stream --url "http://127.0.0.1:$gport" --paths "$tmp/paths-growth-$n.txt" \
+    >"$tmp/growth-stream-$n.json" 2>"$tmp/growth-stream-$n.err" ||
+    log "  refresh-stream probe failed: $(tail -n 1 "$tmp/growth-stream-$n.err")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$served" "$raw" "$ms_list" "${entries:--}" \
+    "$rss" "$hwm" "growth-stream-$n.json" >>"$tmp/growth.tsv"
+  log "  refresh ms: $ms_list, entries ${entries:-?}, VmRSS $rss kB (raw JSON $raw bytes)"
+  stop_pid "$svc_pid" TERM
+  svc_pid=""
+done
 
 # Durable commits: a second cluster with fsync=on (synchronous_commit keeps its default, on), so
 # that every acknowledged event has been through a WAL flush to the disk. pg_stat_statements (group

@@ -6,6 +6,8 @@
  */
 #include "cache/store.h"
 
+#include <malloc.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +21,22 @@ struct cache_table {
     struct cds_lfht *tokens; /* dispatch token (name2 or secret) -> enterprise number */
     atomic_size_t positive;  /* entries that are not negative */
     atomic_size_t all;
+    struct cache_table *next_dead; /* on the store's graveyard */
 };
 
 struct cache_store {
     struct cache_table *current;
+    /* Replaced tables wait here for the reaper thread, which lets a grace period pass and frees
+     * them: destroying a table of 100k entries takes hundreds of milliseconds (measured: 70% of
+     * a refresh), which the I/O thread must not spend while notifications wait. */
+    pthread_t reaper;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct cache_table *graveyard;
+    unsigned long buried, reaped; /* tables handed to the reaper, tables it has freed */
+    unsigned long buried_then;    /* `buried` when the reaper took the graveyard */
+    pthread_cond_t done;
+    bool stopping;
 };
 
 /* Table linkage is separate from the entry, so one entry can sit in the old and the new table
@@ -132,8 +146,11 @@ struct cache_table *cache_table_new(size_t expected)
     while (size < expected && size < (1ul << 22))
         size <<= 1;
     struct cache_table *t = xcalloc(1, sizeof *t);
-    t->ht = cds_lfht_new(size, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
-    t->tokens = cds_lfht_new(size, 1024, 0, CDS_LFHT_AUTO_RESIZE, NULL);
+    /* Fixed size, chosen by the caller from the expected count: with auto-resize, destroying a
+     * large table (after a refresh) shrank it step by step and took seconds of CPU. Tables grow
+     * only by point loads between refreshes, a small fraction. */
+    t->ht = cds_lfht_new(size, size, size, 0, NULL);
+    t->tokens = cds_lfht_new(size, size, size, 0, NULL);
     if (!t->ht || !t->tokens) {
         fprintf(stderr, "FATAL cannot allocate the cache hash table\n");
         abort();
@@ -240,19 +257,70 @@ void cache_table_free(struct cache_table *t)
         table_destroy(t);
 }
 
+static void *reaper_main(void *arg)
+{
+    struct cache_store *s = arg;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->graveyard && !s->stopping)
+            pthread_cond_wait(&s->wake, &s->lock);
+        struct cache_table *dead = s->graveyard;
+        s->graveyard = NULL;
+        s->buried_then = s->buried;
+        if (!dead && s->stopping)
+            break;
+        pthread_mutex_unlock(&s->lock);
+        synchronize_rcu(); /* no reader can still be inside these tables */
+        while (dead) {
+            struct cache_table *next = dead->next_dead;
+            table_destroy(dead);
+            dead = next;
+        }
+        malloc_trim(0); /* hand the freed entries back to the system, not to heap slack */
+        pthread_mutex_lock(&s->lock);
+        s->reaped = s->buried_then;
+        pthread_cond_broadcast(&s->done);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
 struct cache_store *cache_store_new(void)
 {
     struct cache_store *s = xcalloc(1, sizeof *s);
     s->current = cache_table_new(1024);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    pthread_cond_init(&s->done, NULL);
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        fprintf(stderr, "FATAL cannot start the cache reaper thread\n");
+        abort();
+    }
     return s;
+}
+
+void cache_store_settle(struct cache_store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    while (s->reaped != s->buried)
+        pthread_cond_wait(&s->done, &s->lock);
+    pthread_mutex_unlock(&s->lock);
 }
 
 void cache_store_free(struct cache_store *s)
 {
     if (!s)
         return;
-    rcu_barrier(); /* let pending call_rcu releases finish first */
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->reaper, NULL); /* frees what was still waiting */
+    rcu_barrier();                 /* let pending call_rcu releases finish first */
     table_destroy(s->current);
+    pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->done);
+    pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
@@ -347,7 +415,11 @@ size_t cache_swap(struct cache_store *s, struct cache_table *t, uint64_t since_s
     }
     rcu_read_unlock();
     rcu_assign_pointer(s->current, t);
-    synchronize_rcu();
-    table_destroy(old);
+    pthread_mutex_lock(&s->lock);
+    old->next_dead = s->graveyard;
+    s->graveyard = old;
+    s->buried++;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
     return atomic_load(&t->positive);
 }

@@ -16,8 +16,12 @@
 struct cache_store;
 struct cache_table;
 
+/* Starts the store's reaper thread (see cache_swap). */
 struct cache_store *cache_store_new(void);
-/* At shutdown, once no reader or writer is left. */
+/* Waits until every table replaced so far has been freed (tests, and anyone who needs the old
+ * entries' references dropped before going on). */
+void cache_store_settle(struct cache_store *s);
+/* At shutdown, once no reader or writer is left; joins the reaper. */
 void cache_store_free(struct cache_store *s);
 
 /* Any thread. Returns the entry for `number` with a reference the caller must drop
@@ -55,6 +59,6 @@ void cache_table_add_token(struct cache_table *t, const char *token, const char 
 void cache_table_free(struct cache_table *t); /* discard an unused table */
 /* Publishes `t` as the current table. Entries of the old table loaded after `since_seq` (that is,
  * by a load sent after the refresh query) are carried over, since they are newer than the
- * refresh's rows. Waits for a grace period, then releases the old table. Returns the new table's
- * positive entry count. */
+ * refresh's rows. The old table is released by the store's reaper thread after a grace period,
+ * so this returns at once. Returns the new table's positive entry count. */
 size_t cache_swap(struct cache_store *s, struct cache_table *t, uint64_t since_seq);

@@ -24,7 +24,7 @@ struct refresh_state {
     size_t skipped;
     unsigned problems;
     struct loader_request *waiters;
-    struct pg_query q;
+    struct pg_query q, count_q;
     double backoff;
 };
 

@@ -14,6 +14,8 @@
 
 #define SQL_LOAD_ONE SQL_ROW_COLUMNS "WHERE number = $1"
 #define SQL_LOAD_ALL SQL_ROW_COLUMNS
+/* A size hint for the next table, read just before SQL_LOAD_ALL on the same connection. */
+#define SQL_COUNT_ALL "SELECT count(*) FROM enterprises"
 
 /* One statement: other keys untouched, NULL treated as {}. Returns whether the row is served. */
 #define SQL_PUT_CONFIG                                                                             \

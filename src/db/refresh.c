@@ -4,7 +4,6 @@
  * the current one in one step. A failed refresh discards the new table and keeps the old one in
  * service, and is retried with backoff. Requests for a refresh while one runs share it.
  */
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,10 +14,27 @@
 #include "util/rand.h"
 #include "util/timeutil.h"
 
+/* Tables do not resize (resizing made destroying a large one take seconds), so the new table is
+ * sized from a count taken just before the rows are read. */
+static void ensure_table(struct refresh_state *r, size_t expected)
+{
+    if (!r->table)
+        r->table = cache_table_new(expected + expected / 4);
+}
+
+static void count_done(struct pg_query *q, const PGresult *res, const char *error)
+{
+    struct loader *l = q->ctx;
+    if (!error && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+        l->refresh.running)
+        ensure_table(&l->refresh, (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10));
+}
+
 static void refresh_row(struct pg_query *q, const PGresult *row)
 {
     struct loader *l = q->ctx;
     struct refresh_state *r = &l->refresh;
+    ensure_table(r, cache_count(l->store)); /* the count failed: size like the current table */
     const char *number = PQgetvalue(row, 0, 0);
     const char *why = NULL;
     struct cache_entry *e = NULL;
@@ -73,9 +89,9 @@ static void refresh_done(struct pg_query *q, const PGresult *res, const char *er
             r->backoff * 2 > l->set->refresh_interval ? l->set->refresh_interval : r->backoff * 2;
         return;
     }
+    ensure_table(r, 0); /* no rows at all */
     size_t n = cache_swap(l->store, r->table, r->seq);
     r->table = NULL;
-    malloc_trim(0); /* the old table's memory back to the system, not kept as heap slack */
     r->owed = false;
     r->backoff = 1.0;
     STAT_ADD(l->stats, validation_problems, r->problems + r->skipped);
@@ -112,7 +128,7 @@ void refresh_start(struct loader *l, struct loader_request *waiter)
         r->backoff = 1.0;
     r->running = true;
     r->again = false;
-    r->table = cache_table_new(cache_count(l->store) + cache_count(l->store) / 4);
+    r->table = NULL; /* sized once the row count is known (count_done) */
     r->seq = ++l->seq;
     r->skipped = 0;
     r->problems = 0;
@@ -127,6 +143,8 @@ void refresh_start(struct loader *l, struct loader_request *waiter)
     struct pg_conn *c = pg_conn_state(l->bulk) == PG_READY ? l->bulk : l->query;
     if (pg_conn_state(c) != PG_READY)
         c = l->bulk;
+    r->count_q = (struct pg_query){.sql = SQL_COUNT_ALL, .on_done = count_done, .ctx = l};
+    pg_conn_submit(c, &r->count_q);
     pg_conn_submit(c, &r->q);
 }
 

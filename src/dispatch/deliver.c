@@ -355,6 +355,7 @@ static void setup_done(struct pg_query *q, const PGresult *res, const char *erro
     struct dispatcher *d = q->ctx;
     if (error) {
         log_warn("dispatch set-up query failed: %s (has `integration_cache migrate` run?)", error);
+        atomic_store(&d->ready, true); /* best effort from here on rather than no intake */
         return;
     }
     if (q == &d->setup_q[0]) {
@@ -364,6 +365,7 @@ static void setup_done(struct pg_query *q, const PGresult *res, const char *erro
             dedup_check_and_add(d->dedup, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
                                 strtod(PQgetvalue(res, i, 2), NULL));
         d->dedup_loaded = true;
+        atomic_store(&d->ready, true);
         log_info("dedup: %d recent events remembered from the outbox", PQntuples(res));
     }
     if (q == &d->setup_q[1]) { /* own leases released: deliver */
@@ -377,6 +379,9 @@ static void delivery_state(struct pg_conn *c, enum pg_state state, void *ctx)
 {
     struct dispatcher *d = ctx;
     if (state != PG_READY) {
+        if (!atomic_load(&d->ready)) /* cannot ask the outbox: accept (spool) rather than refuse */
+            log_warn("dedup: the outbox could not be read; duplicates are caught from now on");
+        atomic_store(&d->ready, true);
         d->started = false;
         for (int t = 0; t < TARGET_COUNT; t++)
             d->targets[t].claiming = false;

@@ -53,6 +53,7 @@ struct dispatcher {
     /* delivery */
     struct target_state targets[TARGET_COUNT];
     bool sip_unit, started, dedup_loaded, closing, quiescing;
+    atomic_bool ready; /* dedup_loaded, or the database could not be asked (dispatcher_ready) */
     struct mark *marks, *marks_in_flight;
     struct pg_query mark_q, log_q, housekeeping_q, setup_q[3];
     char *mark_param, *log_param;

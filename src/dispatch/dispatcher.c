@@ -59,6 +59,11 @@ void dispatcher_start(struct dispatcher *d)
     pg_conn_start(d->delivery_conn);
 }
 
+bool dispatcher_ready(struct dispatcher *d)
+{
+    return d && atomic_load(&d->ready);
+}
+
 void dispatcher_quiesce(struct dispatcher *d)
 {
     if (d)

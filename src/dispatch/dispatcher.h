@@ -58,5 +58,9 @@ void dispatcher_free(struct dispatcher *d);
 
 /* Any thread. */
 void dispatcher_submit(struct dispatcher *d, struct dispatch_job *j);
+/* Any thread: true once duplicate detection knows the outbox's recent events (or the database
+ * could not be asked: then from that moment on, best effort). Intake answers 503 before. */
+bool dispatcher_ready(struct dispatcher *d);
+
 /* Appends "dispatch_targets":{...} members to b (any thread). */
 void dispatcher_stats_json(struct dispatcher *d, struct buf *b);

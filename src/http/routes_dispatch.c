@@ -177,6 +177,10 @@ void handle_dispatch(struct app *app, struct http_request *req, struct http_repl
         reply_error(rep, 400, "invalid payload");
         return;
     }
+    if (!dispatcher_ready(app->dispatcher)) { /* the first moments after a start */
+        reply_error(rep, 503, "starting up: duplicate detection is loading, retry");
+        return;
+    }
     if (!cache_resolve_token(app->store, c->ev.token, c->number)) {
         if (!param_valid(PARAM_ENTERPRISE, c->ev.token, strlen(c->ev.token))) {
             reply_error(rep, 404, "enterprise not found by token");

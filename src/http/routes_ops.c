@@ -97,7 +97,7 @@ void handle_health(struct app *app, struct http_request *req, struct http_reply 
 
 void handle_ready(struct app *app, struct http_request *req, struct http_reply *rep)
 {
-    if (atomic_load(&app->stats->ready))
+    if (atomic_load(&app->stats->ready) && dispatcher_ready(app->dispatcher))
         reply_static(rep, 200, "{\"status\":\"ready\"}");
     else
         reply_static(rep, 503, "{\"detail\":\"initial cache load not finished\"}");

@@ -290,6 +290,7 @@ static void test_swap(void **state)
     entry_unref(d);
 
     /* a reader that held an entry of the old table keeps it */
+    cache_store_settle(s); /* the old table is freed by the reaper thread */
     assert_int_equal(old_a->seq, 3);
     assert_string_equal(old_a->number, "A");
     assert_int_equal(refs(old_a), 1);
@@ -316,6 +317,7 @@ static void test_swap_carried_entry_shared(void **state)
     struct cache_entry *b = pos("B", 12, 90);
     cache_put(s, b);
     cache_swap(s, cache_table_new(0), 10);
+    cache_store_settle(s);
     struct cache_entry *got = cache_get_ref(s, "B");
     assert_ptr_equal(got, b);
     assert_int_equal(refs(b), 2); /* new table + us: the old table's reference was released */

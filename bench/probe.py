@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Latency probes for bench/run.sh that wrk cannot do (standard library only). JSON on stdout.
+
+  probe.py miss --url http://127.0.0.1:PORT --paths FILE [--samples 1000]
+    Miss latency: per sample POST /cache/invalidate/{n} (not timed), then a timed GET of the
+    sample's path on the same keep-alive connection, so the service loads that one enterprise
+    from PostgreSQL. Paths rotate over FILE (one /integrations/{n} a line).
+
+  probe.py refresh-stream --url http://127.0.0.1:PORT --paths FILE [--lead 0.3]
+    GETs on one keep-alive connection in a tight loop while, on a second connection, one
+    POST /cache/refresh runs (sent --lead s after the stream starts); the latency of every GET
+    that overlapped the refresh, its duration_ms and the wall time of the POST.
+
+A GET's latency is request sent to body read (http.client), so it includes the client's own
+Python overhead of some tens of µs.
+"""
+
+import argparse
+import http.client
+import json
+import math
+import sys
+import threading
+import time
+import urllib.parse
+
+
+def percentile(sorted_values, p):
+  if not sorted_values:
+    return None
+  rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
+  return sorted_values[rank - 1]
+
+
+def summary(ms):
+  s = sorted(ms)
+  return {"count": len(s), "p50_ms": percentile(s, 50), "p99_ms": percentile(s, 99),
+          "max_ms": s[-1] if s else None, "mean_ms": sum(s) / len(s) if s else None}
+
+
+def connect(url):
+  u = urllib.parse.urlsplit(url)
+  return http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+
+
+def call(conn, method, path):
+  conn.request(method, path)
+  resp = conn.getresponse()
+  return resp.status, resp.read()
+
+
+def stats(url):
+  c = connect(url)
+  try:
+    status, body = call(c, "GET", "/stats")
+    return json.loads(body) if status == 200 else {}
+  finally:
+    c.close()
+
+
+def miss(args, paths):
+  conn = connect(args.url)
+  before = stats(args.url)
+  ms, non200 = [], 0
+  for i in range(args.samples):
+    path = paths[i % len(paths)]
+    number = path.rstrip("/").split("/")[2]
+    status, _ = call(conn, "POST", "/cache/invalidate/" + number)
+    if status != 200:
+      non200 += 1
+    t0 = time.perf_counter()
+    status, _ = call(conn, "GET", path)
+    ms.append((time.perf_counter() - t0) * 1000.0)
+    if status != 200:
+      non200 += 1
+  after = stats(args.url)
+  out = summary(ms)
+  out.update({"samples": args.samples, "non200": non200,
+              "misses": (after.get("misses", 0) - before.get("misses", 0)),
+              "hits": (after.get("hits", 0) - before.get("hits", 0)),
+              "database_loads": (after.get("database_loads", 0) - before.get("database_loads", 0))})
+  return out
+
+
+def refresh_stream(args, paths):
+  conn = connect(args.url)
+  result = {}
+  window = [None, None]
+
+  def refresher():
+    time.sleep(args.lead)
+    c = connect(args.url)
+    c.timeout = 120
+    window[0] = time.perf_counter()
+    try:
+      status, body = call(c, "POST", "/cache/refresh")
+      result["status"] = status
+      try:
+        result["duration_ms"] = json.loads(body).get("duration_ms")
+      except ValueError:
+        result["body"] = body[:200].decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as e:
+      result["error"] = str(e)
+    window[1] = time.perf_counter()
+    c.close()
+
+  t = threading.Thread(target=refresher)
+  t.start()
+  samples, non200, i = [], 0, 0
+  # stream until the refresh has been back for --lead s
+  while window[1] is None or time.perf_counter() - window[1] < args.lead:
+    path = paths[i % len(paths)]
+    i += 1
+    t0 = time.perf_counter()
+    status, _ = call(conn, "GET", path)
+    t1 = time.perf_counter()
+    samples.append((t0, t1))
+    if status != 200:
+      non200 += 1
+  t.join()
+  start, end = window
+  during = [(b - a) * 1000.0 for a, b in samples if b >= start and a <= end]
+  outside = [(b - a) * 1000.0 for a, b in samples if b < start or a > end]
+  out = {"refresh": result, "refresh_wall_ms": (end - start) * 1000.0, "non200": non200,
+         "during": summary(during), "outside": summary(outside)}
+  return out
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("mode", choices=["miss", "refresh-stream"])
+  ap.add_argument("--url", required=True)
+  ap.add_argument("--paths", required=True)
+  ap.add_argument("--samples", type=int, default=1000)
+  ap.add_argument("--lead", type=float, default=0.3)
+  args = ap.parse_args()
+  with open(args.paths, encoding="utf-8") as f:
+    paths = [l.strip() for l in f if l.strip()]
+  out = miss(args, paths) if args.mode == "miss" else refresh_stream(args, paths)
+  json.dump(out, sys.stdout)
+  sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+  main()
