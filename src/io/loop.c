@@ -160,8 +160,8 @@ static int run_timers(struct io_loop *loop)
 void io_loop_run(struct io_loop *loop)
 {
     struct epoll_event events[64];
+    int timeout = run_timers(loop);
     while (!atomic_load(&loop->stopping)) {
-        int timeout = run_timers(loop);
         int n = epoll_wait(loop->epfd, events, 64, timeout);
         if (n < 0 && errno != EINTR) {
             perror("FATAL epoll_wait");
@@ -171,6 +171,9 @@ void io_loop_run(struct io_loop *loop)
             struct io_watch *w = events[i].data.ptr;
             w->fn(loop, w->fd, events[i].events, w->ctx);
         }
+        /* Timers after I/O: when the thread was held up, the answers that arrived meanwhile are
+         * taken in before any deadline is judged, so a late wake-up is not a timed-out query. */
+        timeout = run_timers(loop);
     }
 }
 
