@@ -458,6 +458,9 @@ for n in $GROWTH_SIZES; do
     entries=$(grep -o '"entries":[0-9]*' <<<"$ans" | cut -d: -f2) || true
     ms_list+="${ms_list:+,}${ms:--}"
   done
+  # the replaced tables are freed by the service's reaper thread just after each refresh answers:
+  # read the settled size, not the moment two tables coexist (VmHWM keeps the peak)
+  sleep 3
   rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$svc_pid/status")
   hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$svc_pid/status")
   python3 "$here/probe.py" refresh-stream --url "http://127.0.0.1:$gport" --paths "$tmp/paths-growth-$n.txt" \
