@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "util/hex.h"
+
 struct scan {
     const char *p, *end;
     const char *base; /* the document's first byte: offsets are relative to it */
@@ -17,17 +19,6 @@ static void ws(struct scan *s)
 {
     while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
         s->p++;
-}
-
-static int hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* One UTF-8 sequence starting at p (a byte >= 0x80); returns its length or 0 when malformed. */
@@ -80,7 +71,7 @@ static bool string(struct scan *s)
                 if (s->end - s->p < 6)
                     return false;
                 for (int i = 2; i < 6; i++)
-                    if (hex(s->p[i]) < 0)
+                    if (hex_digit(s->p[i]) < 0)
                         return false;
                 s->p += 6;
             } else if (strchr("\"\\/bfnrt", e) && e) {
@@ -274,7 +265,7 @@ bool json_decode_string(const char *s, size_t len, bool quoted, char *out, size_
             if (e == 'u' && i + 4 < len) {
                 cp = 0;
                 for (int k = 1; k <= 4; k++) {
-                    int h = hex(s[i + k]);
+                    int h = hex_digit(s[i + k]);
                     if (h < 0)
                         return false;
                     cp = cp * 16 + (unsigned)h;

@@ -121,6 +121,10 @@ static void load_done(struct pg_query *q, const PGresult *res, const char *error
     unlink_pending(l, p);
     if (error || PQresultStatus(res) != PGRES_TUPLES_OK) {
         STAT_INC(l->stats, database_errors);
+        /* A change was announced and could not be read: the query connection is away while the
+         * listener is not. A full refresh once it is back reads it (and anything else missed). */
+        if (p->from_notification)
+            l->refresh_when_query_back = true;
         /* stale-if-error: an expired entry beats no answer while the database is away */
         struct cache_entry *stale = cache_get_ref(l->store, p->number);
         if (stale && !stale->negative) {
@@ -279,7 +283,13 @@ static void on_sweep(struct io_loop *loop, struct io_timer *t)
 
 static void query_state(struct pg_conn *c, enum pg_state state, void *ctx)
 {
-    loader_update_connected(ctx);
+    struct loader *l = ctx;
+    loader_update_connected(l);
+    if (state == PG_READY && l->refresh_when_query_back) {
+        l->refresh_when_query_back = false;
+        log_info("query connection back: refreshing for a change it could not read meanwhile");
+        refresh_start(l, NULL);
+    }
 }
 
 /* A refresh that failed because `bulk` was down runs as soon as it is back. */

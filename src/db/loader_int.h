@@ -39,6 +39,7 @@ struct loader {
     struct refresh_state refresh;
     struct io_timer refresh_timer, sweep_timer, heartbeat_timer, heartbeat_deadline;
     bool heartbeat_outstanding, heartbeat_busy, listening;
+    bool refresh_when_query_back; /* a notification's reload failed for want of a connection */
     struct pg_query heartbeat_q, listen_q[2];
     char instance_id[48];
     void (*on_change)(void *ctx, const char *number);

@@ -212,14 +212,21 @@ static json_t *render_retailcrm(json_t *payload, json_t *raw, bool synthetic_dia
     return b;
 }
 
+/* The members uon and ms bodies open with: enterprise_number, phone, extension (§6.1). */
+static json_t *parties_body(const char *number, const json_t *raw, struct call_parties *p)
+{
+    call_parties_of(raw, p);
+    json_t *b = json_object();
+    json_object_set_new(b, "enterprise_number", json_string(number));
+    json_object_set_new(b, "phone", json_string(p->phone));
+    json_object_set_new(b, "extension", json_string(p->extension));
+    return b;
+}
+
 static json_t *render_uon(const char *number, json_t *payload, json_t *raw, bool dial)
 {
     struct call_parties p;
-    call_parties_of(raw, &p);
-    json_t *b = json_object();
-    json_object_set_new(b, "enterprise_number", json_string(number));
-    json_object_set_new(b, "phone", json_string(p.phone));
-    json_object_set_new(b, "extension", json_string(p.extension));
+    json_t *b = parties_body(number, raw, &p);
     if (dial) {
         json_t *all = json_array();
         json_t *exts = json_object_get(raw, "Extensions");
@@ -249,11 +256,7 @@ static json_t *render_uon(const char *number, json_t *payload, json_t *raw, bool
 static json_t *render_ms(const char *number, json_t *payload, json_t *raw, bool dial)
 {
     struct call_parties p;
-    call_parties_of(raw, &p);
-    json_t *b = json_object();
-    json_object_set_new(b, "enterprise_number", json_string(number));
-    json_object_set_new(b, "phone", json_string(p.phone));
-    json_object_set_new(b, "extension", json_string(p.extension));
+    json_t *b = parties_body(number, raw, &p);
     json_object_set_new(b, "direction", json_string(p.direction));
     json_object_set_new(b, "event_type", json_string(dial ? "dial" : "hangup"));
     json_object_set(b, "unique_id", json_object_get(payload, "uniqueId"));

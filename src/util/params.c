@@ -1,6 +1,8 @@
 /* Path-parameter decoding and validation (see params.h); one table row per kind. */
 #include "util/params.h"
 
+#include "util/hex.h"
+
 #include <string.h>
 
 struct param_rule {
@@ -36,17 +38,6 @@ bool param_valid(enum param_kind kind, const char *s, size_t len)
     return true;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int param_parse(enum param_kind kind, const char *raw, size_t len, char *out)
 {
     size_t n = 0;
@@ -55,7 +46,7 @@ int param_parse(enum param_kind kind, const char *raw, size_t len, char *out)
         if (c == '%') {
             if (len - i < 3)
                 return -1;
-            int hi = hex_value(raw[i + 1]), lo = hex_value(raw[i + 2]);
+            int hi = hex_digit(raw[i + 1]), lo = hex_digit(raw[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = hi * 16 + lo;
