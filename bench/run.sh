@@ -295,6 +295,32 @@ wrk_cmd() {
 # worked (did the load spread over the cores?). Before each run of ours the cache is refreshed
 # (POST /cache/refresh, outside the measured window), so no entry reaches its 90 s TTL during the
 # run and every request is a hit; the /stats deltas show whether that held.
+# wrk_outcome OUT: reads the BENCH line of a wrk run into the caller's associative array r and
+# sets the caller's line, status (ok, errors, or why wrk failed), sock_err, wrk_cpu and split (CPU
+# seconds per server process, from the caller's each0/each1). Shared by the cache and dispatch runs.
+wrk_outcome() {
+  local out=$1 kv i d
+  line=$(grep '^BENCH ' "$out.out" || true)
+  for kv in $line; do
+    case $kv in *=*) r[${kv%%=*}]=${kv#*=} ;; esac
+  done
+  sock_err=$((${r[errors_connect]:-0} + ${r[errors_read]:-0} + ${r[errors_write]:-0} + ${r[errors_timeout]:-0}))
+  if [ -z "$line" ]; then
+    status="wrk failed: $(head -c 200 "$out.err" | tr '\n\t' '  ')"
+  elif [ "${r[non200]:-0}" -gt 0 ] || [ "${r[bad_body]:-0}" -gt 0 ] || [ "$sock_err" -gt 0 ]; then
+    status=errors
+  else
+    status=ok
+  fi
+  wrk_cpu=$(awk '{printf "%.2f", $1 + $2}' "$out.time" 2>/dev/null || echo -)
+  split=""
+  for i in "${!each1[@]}"; do
+    d=$((each1[i] - each0[i]))
+    [ "$d" -gt 0 ] && split+="${split:+/}$(awk -v t="$d" -v hz="$clk_tck" 'BEGIN{printf "%.2f", t / hz}')"
+  done
+  return 0
+}
+
 measure() {
   local server=$1 endpoint=$2 conns=$3 threads=$4 depth=$5 round=$6 secs=$7
   local port pid pids statfiles out="$tmp/wrk/$server-$endpoint-c$conns-$round"
@@ -329,26 +355,9 @@ measure() {
     hits=$(($(stats_get hits) - hits0))
     misses=$(($(stats_get misses) - misses0))
   fi
-  local line status
-  line=$(grep '^BENCH ' "$out.out" || true)
+  local line status sock_err wrk_cpu split
   local -A r=()
-  for kv in $line; do
-    case $kv in *=*) r[${kv%%=*}]=${kv#*=} ;; esac
-  done
-  local sock_err=$((${r[errors_connect]:-0} + ${r[errors_read]:-0} + ${r[errors_write]:-0} + ${r[errors_timeout]:-0}))
-  if [ -z "$line" ]; then
-    status="wrk failed: $(head -c 200 "$out.err" | tr '\n\t' '  ')"
-  elif [ "${r[non200]}" -gt 0 ] || [ "$sock_err" -gt 0 ]; then
-    status=errors
-  else
-    status=ok
-  fi
-  local wrk_cpu split="" i d
-  wrk_cpu=$(awk '{printf "%.2f", $1 + $2}' "$out.time" 2>/dev/null || echo -)
-  for i in "${!each1[@]}"; do
-    d=$((each1[i] - each0[i]))
-    [ "$d" -gt 0 ] && split+="${split:+/}$(awk -v t="$d" -v hz="$clk_tck" 'BEGIN{printf "%.2f", t / hz}')"
-  done
+  wrk_outcome "$out"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$endpoint" "$server" "$conns" "$threads" "$round" "$status" "${r[rps]:--}" "${r[requests]:--}" \
     "${r[p50_us]:--}" "${r[p99_us]:--}" "${r[max_us]:--}" "${r[non200]:--}" "$sock_err" \
@@ -628,26 +637,9 @@ measure_dispatch() {
   read -r -a snap1 <<<"$(pg_snap "${snap0[0]}")"
   read -r -a st1 <<<"$(dstats)"
 
-  local line status
-  line=$(grep '^BENCH ' "$out.out" || true)
+  local line status sock_err wrk_cpu split
   local -A r=()
-  for kv in $line; do
-    case $kv in *=*) r[${kv%%=*}]=${kv#*=} ;; esac
-  done
-  local sock_err=$((${r[errors_connect]:-0} + ${r[errors_read]:-0} + ${r[errors_write]:-0} + ${r[errors_timeout]:-0}))
-  if [ -z "$line" ]; then
-    status="wrk failed: $(head -c 200 "$out.err" | tr '\n\t' '  ')"
-  elif [ "${r[non200]}" -gt 0 ] || [ "${r[bad_body]}" -gt 0 ] || [ "$sock_err" -gt 0 ]; then
-    status=errors
-  else
-    status=ok
-  fi
-  local wrk_cpu split="" i d
-  wrk_cpu=$(awk '{printf "%.2f", $1 + $2}' "$out.time" 2>/dev/null || echo -)
-  for i in "${!each1[@]}"; do
-    d=$((each1[i] - each0[i]))
-    [ "$d" -gt 0 ] && split+="${split:+/}$(awk -v t="$d" -v hz="$clk_tck" 'BEGIN{printf "%.2f", t / hz}')"
-  done
+  wrk_outcome "$out"
   local fields=("$conns" "$threads" "$round" "$status" "${r[rps]:--}" "${r[requests]:--}"
     "${r[p50_us]:--}" "${r[p99_us]:--}" "${r[max_us]:--}" "${r[non200]:--}" "${r[bad_body]:--}"
     "${r[duplicates]:--}" "$sock_err" "$((ticks1 - ticks0))" "${split:--}" "$((pg1 - pg0))"

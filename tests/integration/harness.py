@@ -469,12 +469,25 @@ def read_response(conn):
 
 # ---- raw sockets (limits, pipelining) -----------------------------------------------------------
 
+def recv_until_closed(sock):
+  """Everything the server sends until it closes the connection (or the socket times out)."""
+  chunks = []
+  while True:
+    try:
+      chunk = sock.recv(65536)
+    except (ConnectionResetError, socket.timeout):
+      break
+    if not chunk:
+      break
+    chunks.append(chunk)
+  return b"".join(chunks)
+
+
 def raw_exchange(port, head, body=None, timeout=5):
   """Sends a hand-made request and returns every byte received until the peer closes or stays
   quiet for `timeout` (b"" when it closed without answering). With a body, the head goes first and
   the body only when no early answer (say a 413 decided from Content-Length) arrives within
   0.5 s, so a server that refuses a body is not fed one it will never read."""
-  chunks = []
   with socket.create_connection(("127.0.0.1", port), timeout=deadline(timeout)) as s:
     try:
       s.sendall(head)
@@ -484,15 +497,7 @@ def raw_exchange(port, head, body=None, timeout=5):
           s.sendall(body)
     except (BrokenPipeError, ConnectionResetError):
       pass
-    while True:
-      try:
-        chunk = s.recv(65536)
-      except (ConnectionResetError, socket.timeout):
-        break
-      if not chunk:
-        break
-      chunks.append(chunk)
-  return b"".join(chunks)
+    return recv_until_closed(s)
 
 
 def parse_responses(data):

@@ -23,11 +23,12 @@ release().
 import http.server
 import json
 import socket
+import sys
 import threading
 import time
 import urllib.parse
 
-from harness import deadline, wait_until
+from harness import IntegrationTestCase, deadline, wait_until
 
 DEFAULT_BODY = {"ok": True}
 
@@ -442,3 +443,28 @@ class CrmStandIns:
 
   def summary(self):
     return "\n".join(s.summary() for s in self.all())
+
+
+class StandInTestCase(IntegrationTestCase):
+  """An integration test case with the three CRM stand-ins: started once per class
+  (start_standins), reset before each test, summarised in the output when a test fails."""
+
+  crm = None
+
+  @classmethod
+  def start_standins(cls):
+    cls.crm = CrmStandIns().start()
+    cls.addClassCleanup(cls.crm.close)
+
+  def setUp(self):
+    super().setUp()
+    self.crm.reset()
+
+  def tearDown(self):
+    if self._failed():
+      sys.stderr.write("\n----- stand-ins (%s) -----\n%s\n" % (self.id(), self.crm.summary()))
+      for svc in list(self.class_services) + self._services:
+        if svc.proc is not None and svc.proc.poll() is not None:
+          sys.stderr.write("----- %s (port %s) has exited with status %s -----\n"
+                           % (svc.name, svc.port, svc.proc.returncode))
+    super().tearDown()

@@ -13,14 +13,13 @@ import json
 import os
 import random
 import shutil
-import sys
 import tempfile
 import threading
 import time
 import unittest
 
-from harness import IntegrationTestCase, deadline, insert_sql, is_number, wait_until
-from standins import CrmStandIns, wait_for
+from harness import deadline, insert_sql, is_number, wait_until
+from standins import StandInTestCase, wait_for
 
 R_PATH = "/internal/retailcrm/call-event"
 U_DIAL = "/internal/uon/notify-incoming"
@@ -99,28 +98,9 @@ def args_of(standins, **overrides):
   return out
 
 
-class DispatchCase(IntegrationTestCase):
+class DispatchCase(StandInTestCase):
   """Shared assertions and helpers; `cls.crm` holds the stand-ins."""
 
-  crm = None
-
-  @classmethod
-  def start_standins(cls):
-    cls.crm = CrmStandIns().start()
-    cls.addClassCleanup(cls.crm.close)
-
-  def setUp(self):
-    super().setUp()
-    self.crm.reset()
-
-  def tearDown(self):
-    if self._failed():
-      sys.stderr.write("\n----- stand-ins (%s) -----\n%s\n" % (self.id(), self.crm.summary()))
-      for svc in list(self.class_services) + self._services:
-        if svc.proc is not None and svc.proc.poll() is not None:
-          sys.stderr.write("----- %s (port %s) has exited with status %s -----\n"
-                           % (svc.name, svc.port, svc.proc.returncode))
-    super().tearDown()
 
   def post_event(self, svc, body, path=DISPATCH, timeout=10):
     return svc.post(path, body, timeout=timeout)

@@ -11,14 +11,13 @@ look-up cache carries nothing from one test to another.
 
 import itertools
 import random
-import sys
 import threading
 import time
 import unittest
 import urllib.parse
 
-from harness import IntegrationTestCase, deadline, insert_sql, wait_until
-from standins import CrmStandIns
+from harness import deadline, insert_sql, wait_until
+from standins import StandInTestCase
 
 R_PROFILE = "/internal/retailcrm/customer-profile"
 R_RESP = "/internal/retailcrm/responsible-extension"
@@ -65,28 +64,15 @@ def by_phone(phone):
   return lambda r: r.query.get("phone") == phone
 
 
-class LookupTest(IntegrationTestCase):
+class LookupTest(StandInTestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
     cls.reset_enterprises("".join(insert_sql(n, c) for n, c in CONFIGS.items()))
-    cls.crm = CrmStandIns().start()
-    cls.addClassCleanup(cls.crm.close)
+    cls.start_standins()
     cls.svc = cls.start_class_service(*cls.crm.args(), "--lookup-timeout", "1")
 
-  def setUp(self):
-    super().setUp()
-    self.crm.reset()
-
-  def tearDown(self):
-    if self._failed():
-      sys.stderr.write("\n----- stand-ins (%s) -----\n%s\n" % (self.id(), self.crm.summary()))
-      for svc in list(self.class_services) + self._services:
-        if svc.proc is not None and svc.proc.poll() is not None:
-          sys.stderr.write("----- %s (port %s) has exited with status %s -----\n"
-                           % (svc.name, svc.port, svc.proc.returncode))
-    super().tearDown()
 
   # -- helpers --
 

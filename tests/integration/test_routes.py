@@ -13,21 +13,8 @@ import time
 import unittest
 
 from harness import (ISO_RE, IntegrationTestCase, deadline, insert_sql, is_number,
-                     parse_responses, raw_exchange)
+                     parse_responses, raw_exchange, recv_until_closed)
 
-
-def recv_until_closed(sock):
-  """Everything the server sends until it closes the connection (or the socket times out)."""
-  chunks = []
-  while True:
-    try:
-      chunk = sock.recv(65536)
-    except (ConnectionResetError, socket.timeout):
-      break
-    if not chunk:
-      break
-    chunks.append(chunk)
-  return b"".join(chunks)
 
 FULL = {
   "retailcrm": {"enabled": True, "domain": "https://test.retailcrm.example",
