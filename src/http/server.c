@@ -11,10 +11,13 @@
 #include "http/server.h"
 
 #include <microhttpd.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "http/listen.h"
 #include "http/request.h"
 #include "http/router.h"
 #include "util/log.h"
@@ -22,10 +25,12 @@
 
 #define GATE_CLOSING (1ul << 62)
 
+/* One libmicrohttpd daemon (one epoll thread) per listening socket of the SO_REUSEPORT group. */
 struct http_server {
-    struct MHD_Daemon *daemon;
     struct app *app;
     atomic_ulong gate;
+    int n;
+    struct MHD_Daemon **daemons;
 };
 
 /* Per-request state: the handler-visible request plus what the server needs around it. */
@@ -112,19 +117,52 @@ static size_t head_size(struct MHD_Connection *conn, const char *url, const char
     return sum;
 }
 
+/* Per-connection state, made when the connection is accepted and reused by each of its requests,
+ * so that answering a hit allocates nothing of ours. */
+struct conn_state {
+    struct conn_req cr;
+    bool head_seen; /* a request head has arrived: --idle-timeout applies from now on */
+};
+
+/* libmicrohttpd's connection notifications. The daemon's timeout is --idle-timeout; a new
+ * connection gets --head-timeout until its first head arrives. Connections with a timeout other
+ * than the daemon's are visited on every turn of libmicrohttpd's event loop, so each keeps one
+ * only as long as it has not sent a head. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    const struct settings *set = ((struct http_server *)cls)->app->settings;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = xcalloc(1, sizeof(struct conn_state));
+        if (set->head_timeout != set->idle_timeout)
+            MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                      (unsigned)set->head_timeout);
+    } else {
+        free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
 static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *conn,
                                   const char *url, const char *method, void **con_cls)
 {
     const struct settings *set = s->app->settings;
-    struct conn_req *cr = xcalloc(1, sizeof *cr);
+    struct conn_state *cs =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT)->socket_context;
+    if (!cs->head_seen) {
+        cs->head_seen = true;
+        if (set->head_timeout != set->idle_timeout)
+            MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                      (unsigned)set->idle_timeout);
+    }
+    struct conn_req *cr = &cs->cr;
+    memset(cr, 0, sizeof *cr);
     cr->srv = s;
     cr->req.conn = conn;
     cr->req.method = method;
     cr->req.path = url;
     buf_init(&cr->req.body, (size_t)set->max_body);
     *con_cls = cr;
-    /* the head has arrived: from now on the idle keep-alive limit applies */
-    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)set->idle_timeout);
 
     struct http_reply rep = {0};
     if (head_size(conn, url, method) > (size_t)set->max_head) {
@@ -186,8 +224,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     entry_unref(cr->req.op.entry);
     if (cr->req.ctx_free)
         cr->req.ctx_free(cr->req.ctx);
-    free(cr);
-    *con_cls = NULL;
+    *con_cls = NULL; /* cr itself belongs to the connection (struct conn_state) */
 }
 
 static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
@@ -203,12 +240,13 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug("http: %s", line);
 }
 
-struct http_server *http_server_start(struct app *app)
+/* Starts daemon i (of s->n) on the listening socket fd with its share of --max-connections; the
+ * daemon owns fd from then on. */
+static struct MHD_Daemon *daemon_start(struct http_server *s, int i, int fd)
 {
-    const struct settings *set = app->settings;
-    struct http_server *s = xcalloc(1, sizeof *s);
-    s->app = app;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    const struct settings *set = s->app->settings;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+                     MHD_USE_TURBO;
     if (set->listen_addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* The pool holds the request head and bookkeeping; answers are sent from our own buffers.
@@ -216,34 +254,65 @@ struct http_server *http_server_start(struct app *app)
      * larger than the whole pool gets libmicrohttpd's built-in 431). Not larger: libmicrohttpd
      * clears the used part of the pool for every request, a cost measured on each hit. */
     size_t pool = (size_t)set->max_head * 2 + 4096;
+    /* the connection limit split as libmicrohttpd's own thread pool splits it */
+    long limit = set->max_connections / s->n + (i < set->max_connections % s->n);
     struct MHD_OptionItem opts[] = {
-        {MHD_OPTION_SOCK_ADDR, 0, (void *)&set->listen_addr},
+        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
-        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)set->head_timeout, NULL},
-        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)set->max_connections, NULL},
-        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)set->idle_timeout, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)limit, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
         {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)no_unescape, NULL},
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
-        {set->threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)set->threads,
-         NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, opts,
-                                 MHD_OPTION_END);
-    if (!s->daemon) {
-        log_error("cannot listen on %s (address in use or not available?)", set->listen);
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, opts,
+                            MHD_OPTION_END);
+}
+
+struct http_server *http_server_start(struct app *app)
+{
+    const struct settings *set = app->settings;
+    struct http_server *s = xcalloc(1, sizeof *s);
+    s->app = app;
+    /* every thread needs a share of at least one connection */
+    s->n = set->threads < set->max_connections ? set->threads : (int)set->max_connections;
+    s->daemons = xcalloc((size_t)s->n, sizeof *s->daemons);
+    int *fds = xcalloc((size_t)s->n, sizeof *fds);
+    if (listen_group_open(&set->listen_addr, s->n, 1024, fds) < 0) {
+        log_error("cannot listen on %s: %s", set->listen, strerror(errno));
+        free(fds);
+        free(s->daemons);
         free(s);
         return NULL;
     }
-    log_info("listening on http://%s with %d threads", set->listen, set->threads);
+    int n = s->n;
+    for (int i = 0; i < n; i++) {
+        s->daemons[i] = daemon_start(s, i, fds[i]);
+        if (!s->daemons[i]) {
+            log_error("cannot start HTTP thread %d of %d on %s", i + 1, n, set->listen);
+            listen_group_close(fds + i, n - i); /* the started daemons close their own */
+            s->n = i;
+            http_server_stop(s);
+            free(fds);
+            return NULL;
+        }
+    }
+    free(fds);
+    log_info("listening on http://%s with %d threads", set->listen, s->n);
     return s;
 }
 
 void http_server_close(struct http_server *s)
 {
     atomic_fetch_or(&s->gate, GATE_CLOSING);
-    MHD_quiesce_daemon(s->daemon);
+    /* Each daemon hands its socket back; closing it refuses new connections at once. */
+    for (int i = 0; i < s->n; i++) {
+        MHD_socket fd = MHD_quiesce_daemon(s->daemons[i]);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+    }
 }
 
 bool http_server_idle(struct http_server *s)
@@ -255,6 +324,8 @@ void http_server_stop(struct http_server *s)
 {
     if (!s)
         return;
-    MHD_stop_daemon(s->daemon);
+    for (int i = 0; i < s->n; i++)
+        MHD_stop_daemon(s->daemons[i]);
+    free(s->daemons);
     free(s);
 }

@@ -1,7 +1,7 @@
 /*
- * libmicrohttpd glue: the daemon (epoll, a pool of worker threads answering from the shared cache),
- * request limits of SPEC §3, routing, suspension of requests that wait on the I/O thread, and a
- * graceful close. Nothing outside src/http/ includes microhttpd.h.
+ * libmicrohttpd glue: one daemon per HTTP thread (epoll, its own SO_REUSEPORT socket, answering
+ * from the shared cache), request limits of SPEC §3, routing, suspension of requests that wait on
+ * the I/O thread, and a graceful close. Nothing outside src/http/ includes microhttpd.h.
  */
 #pragma once
 #include <stdbool.h>

@@ -7,13 +7,15 @@ enterprises, so the order of the tests does not matter.
 
 import datetime
 import json
+import os
 import select
 import socket
+import subprocess
 import time
 import unittest
 
-from harness import (ISO_RE, IntegrationTestCase, deadline, insert_sql, is_number,
-                     parse_responses, raw_exchange, recv_until_closed)
+from harness import (BINARY, ISO_RE, IntegrationTestCase, clean_env, deadline, insert_sql,
+                     is_number, parse_responses, raw_exchange, recv_until_closed)
 
 
 FULL = {
@@ -63,6 +65,42 @@ ROWS = "".join([
 
 TTL = 90
 ENTRY_KEYS = {"integrations", "created_at", "expires_at", "age_seconds"}
+
+
+def established_socket_inodes(port):
+  """Inodes of the server-side sockets of established TCP connections to 127.0.0.1:port."""
+  inodes = set()
+  with open("/proc/net/tcp") as f:
+    next(f)
+    for line in f:
+      fields = line.split()
+      local, state, inode = fields[1], fields[3], fields[9]
+      if state == "01" and local == "0100007F:%04X" % port:
+        inodes.add(inode)
+  return inodes
+
+
+def epoll_socket_counts(pid, inodes):
+  """For each epoll instance of process pid: how many of the sockets `inodes` it watches."""
+  fd_inode = {}
+  for fd in os.listdir("/proc/%d/fd" % pid):
+    try:
+      target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+    except OSError:
+      continue
+    if target.startswith("socket:["):
+      fd_inode[fd] = target[len("socket:["):-1]
+  counts = []
+  for fd in os.listdir("/proc/%d/fd" % pid):
+    try:
+      if os.readlink("/proc/%d/fd/%s" % (pid, fd)) != "anon_inode:[eventpoll]":
+        continue
+      with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+        watched = [line.split()[1] for line in f if line.startswith("tfd:")]
+    except OSError:
+      continue
+    counts.append(sum(1 for w in watched if fd_inode.get(w) in inodes))
+  return counts
 
 
 class RoutesTest(IntegrationTestCase):
@@ -436,6 +474,59 @@ class RoutesTest(IntegrationTestCase):
       data = recv_until_closed(s)
       self.assertLess(time.monotonic() - started, deadline(5), "idle connection not closed")
     self.assertEqual([status for status, _, _ in parse_responses(data)], [200])
+
+  def test_head_timeout_only_until_the_first_head(self):
+    # --head-timeout bounds a new connection's first head; after it the idle limit applies, so a
+    # slow second head on a kept-alive connection is not cut at the head timeout
+    svc = self.start_service("--head-timeout", "1", "--idle-timeout", "30")
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=deadline(10)) as s:
+      s.sendall(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+      first = b""
+      while not parse_responses(first):
+        chunk = s.recv(65536)
+        self.assertTrue(chunk, "closed before the first answer")
+        first += chunk
+      s.sendall(b"GET /ready HTTP/1.1\r\n")
+      time.sleep(2.5)  # past --head-timeout
+      s.sendall(b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n")
+      data = recv_until_closed(s)
+    self.assertEqual([status for status, _, _ in parse_responses(data)], [200])
+
+  def test_second_instance_on_the_same_port_refused(self):
+    # the HTTP threads share the port through SO_REUSEPORT; a second service must still not
+    cmd = [BINARY, "serve", "--listen", "127.0.0.1:%d" % self.svc.port]
+    env = clean_env()
+    env["DATABASE_URL"] = self.cluster.conninfo()
+    proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                          timeout=deadline(20))
+    self.assertNotEqual(proc.returncode, 0, "a second service started on a port in use")
+    self.assertIn("cannot listen on 127.0.0.1:%d" % self.svc.port, proc.stderr.decode())
+    self.assertIn("in use", proc.stderr.decode())
+    self.assertEqual(self.svc.get("/ready").status, 200)
+
+  def test_connections_spread_over_the_http_threads(self):
+    # one listening socket per HTTP thread (SO_REUSEPORT): the kernel spreads connections over
+    # all threads; each thread's epoll instance holds the sockets of the connections it serves
+    svc = self.start_service("--threads", "2")
+    conns = [socket.create_connection(("127.0.0.1", svc.port), timeout=deadline(10))
+             for _ in range(24)]
+    try:
+      for s in conns:
+        s.sendall(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+      for s in conns:
+        data = b""
+        while not parse_responses(data):
+          chunk = s.recv(65536)
+          self.assertTrue(chunk, "closed before the answer")
+          data += chunk
+      client_inodes = established_socket_inodes(svc.port)
+      self.assertEqual(len(client_inodes), len(conns))
+      per_epoll = [n for n in epoll_socket_counts(svc.proc.pid, client_inodes) if n]
+      self.assertEqual(sum(per_epoll), len(conns))
+      self.assertEqual(len(per_epoll), 2, "connections per HTTP thread: %s" % per_epoll)
+    finally:
+      for s in conns:
+        s.close()
 
   def test_body_over_max_body(self):
     before = self.cluster.config_of("0203")
