@@ -136,13 +136,24 @@ static void note_primary(struct cache_entry *e, const struct doc *d, const struc
         snprintf(e->primary, sizeof e->primary, "%s", primary);
 }
 
+/* Appends `"key":` of member m, after a comma unless it is the first written. */
+static int member_key(struct buf *b, const struct doc *d, const struct json_member *m, int written)
+{
+    int rc = buf_append_str(b, written ? ",\"" : "\"");
+    rc |= buf_append(b, d->text + m->key_off, m->key_len);
+    return rc | buf_append_str(b, "\":");
+}
+
 /* Appends both views to `b`, recording offsets in `e`. Returns 0 or -E2BIG. */
 static int render_views(struct cache_entry *e, const struct doc *d, struct buf *b,
                         unsigned *problems)
 {
     char iso[32];
     time_format_iso(e->created_at, iso, sizeof iso);
-    int rc = buf_printf(b, "{\"enterprise_number\":\"%s\",\"integrations\":", e->number);
+    /* literal pieces rather than buf_printf: this runs for every row of a full refresh */
+    int rc = buf_append_str(b, "{\"enterprise_number\":\"");
+    rc |= buf_append_str(b, e->number);
+    rc |= buf_append_str(b, "\",\"integrations\":");
     e->integrations_off = b->len;
     rc |= buf_append(b, "{", 1);
     e->types = xcalloc((size_t)d->n + 1, sizeof *e->types);
@@ -154,8 +165,7 @@ static int render_views(struct cache_entry *e, const struct doc *d, struct buf *
                 (*problems)++;
             continue;
         }
-        rc |= buf_printf(b, "%s\"%.*s\":", written++ ? "," : "", (int)m->key_len,
-                         d->text + m->key_off);
+        rc |= member_key(b, d, m, written++);
         char name[PARAM_MAX_LEN + 1];
         if (*member_name(d, m, name)) {
             struct entry_type *t = &e->types[e->ntypes++];
@@ -167,7 +177,9 @@ static int render_views(struct cache_entry *e, const struct doc *d, struct buf *
     }
     rc |= buf_append(b, "}", 1);
     e->integrations_len = b->len - e->integrations_off;
-    rc |= buf_printf(b, ",\"source\":\"cache\",\"cached_at\":\"%s\"}", iso);
+    rc |= buf_append_str(b, ",\"source\":\"cache\",\"cached_at\":\"");
+    rc |= buf_append_str(b, iso);
+    rc |= buf_append_str(b, "\"}");
     e->config_len = b->len;
 
     e->status_off = b->len;
@@ -185,11 +197,16 @@ static int render_views(struct cache_entry *e, const struct doc *d, struct buf *
                 e->enabled_targets |= 1u << t;
         if (strcmp(name, "smart") == 0)
             note_primary(e, d, m);
-        rc |= buf_printf(b, "%s\"%.*s\":%s", written++ ? "," : "", (int)m->key_len,
-                         d->text + m->key_off, on ? "true" : "false");
+        rc |= member_key(b, d, m, written++);
+        rc |= buf_append_str(b, on ? "true" : "false");
     }
-    rc |= buf_printf(b, "},\"created_at\":%.3f,\"expires_at\":%.3f,\"age_seconds\":", e->created_at,
-                     e->created_at + (e->expires_mono - e->loaded_mono));
+    char num[24];
+    rc |= buf_append_str(b, "},\"created_at\":");
+    rc |= buf_append(b, num, time_format_seconds(e->created_at, num));
+    rc |= buf_append_str(b, ",\"expires_at\":");
+    rc |= buf_append(b, num,
+                     time_format_seconds(e->created_at + (e->expires_mono - e->loaded_mono), num));
+    rc |= buf_append_str(b, ",\"age_seconds\":");
     e->status_len = b->len - e->status_off;
     return rc ? -1 : 0;
 }

@@ -84,29 +84,27 @@ static void free_token_rcu(struct rcu_head *head)
     free(caa_container_of(head, struct token_node, rcu));
 }
 
-/* Maps token to number in t (replacing another mapping of the token). Inside a read section. */
+/* Maps token to number in t (replacing another mapping of the token). Inside a read section.
+ * One traversal in the usual cases: add_unique either adds or finds the current mapping. */
 static void token_put(struct cache_table *t, const char *token, const char *number)
 {
     if (!token || !*token || strlen(token) > ENTRY_MAX_TOKEN)
         return;
     uint64_t h = hash_number(token);
-    struct cds_lfht_iter it;
-    cds_lfht_lookup(t->tokens, h, match_token, token, &it);
-    struct cds_lfht_node *found = cds_lfht_iter_get_node(&it);
-    if (found && strcmp(TOKEN(found)->number, number) == 0)
-        return;
     size_t len = strlen(token);
     struct token_node *n = xmalloc(sizeof *n + len + 1);
     memcpy(n->token, token, len + 1);
     snprintf(n->number, sizeof n->number, "%s", number);
-    if (found) {
-        if (cds_lfht_replace(t->tokens, &it, h, match_token, token, &n->node) == 0)
-            call_rcu(&TOKEN(found)->rcu, free_token_rcu);
-        else
-            free(n);
-    } else {
-        cds_lfht_add(t->tokens, h, &n->node);
+    struct cds_lfht_node *found = cds_lfht_add_unique(t->tokens, h, match_token, token, &n->node);
+    if (found == &n->node)
+        return;
+    if (strcmp(TOKEN(found)->number, number) == 0) {
+        free(n); /* already mapped so */
+        return;
     }
+    struct cds_lfht_node *old = cds_lfht_add_replace(t->tokens, h, match_token, token, &n->node);
+    if (old)
+        call_rcu(&TOKEN(old)->rcu, free_token_rcu);
 }
 
 /* Drops token's mapping if it still points at number. Inside a read section. */
@@ -172,31 +170,33 @@ static void release_rcu(struct rcu_head *head)
     free(n);
 }
 
-/* Inserts e into t (t may be visible to readers). Takes over e's reference. */
+/* Inserts e into t (t may be visible to readers), replacing the entry of the same number unless
+ * keep_newer and that one is newer. Takes over e's reference. Writers are serialised by the
+ * caller (one I/O thread), so the check and the replacement need no lock between them. */
 static void table_put(struct cache_table *t, struct cache_entry *e, bool keep_newer)
 {
     uint64_t h = hash_number(e->number);
     rcu_read_lock();
-    struct cds_lfht_iter it;
-    cds_lfht_lookup(t->ht, h, match_number, e->number, &it);
-    struct cds_lfht_node *found = cds_lfht_iter_get_node(&it);
-    struct cache_node *old = found ? NODE(found) : NULL;
-    if (old && keep_newer && old->entry->seq > e->seq) {
-        rcu_read_unlock();
-        entry_unref(e);
-        return;
+    if (keep_newer) {
+        struct cds_lfht_iter it;
+        cds_lfht_lookup(t->ht, h, match_number, e->number, &it);
+        struct cds_lfht_node *found = cds_lfht_iter_get_node(&it);
+        if (found && NODE(found)->entry->seq > e->seq) {
+            rcu_read_unlock();
+            entry_unref(e);
+            return;
+        }
     }
     struct cache_node *n = xcalloc(1, sizeof *n);
     n->entry = e;
+    struct cds_lfht_node *replaced =
+        cds_lfht_add_replace(t->ht, h, match_number, e->number, &n->node);
+    struct cache_node *old = replaced ? NODE(replaced) : NULL;
     tokens_follow(t, old ? old->entry : NULL, e);
     count(t, e, +1);
     if (old) {
-        if (cds_lfht_replace(t->ht, &it, h, match_number, e->number, &n->node) == 0) {
-            count(t, old->entry, -1);
-            call_rcu(&old->rcu, release_rcu);
-        }
-    } else {
-        cds_lfht_add(t->ht, h, &n->node);
+        count(t, old->entry, -1);
+        call_rcu(&old->rcu, release_rcu);
     }
     rcu_read_unlock();
 }
