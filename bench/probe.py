@@ -35,7 +35,8 @@ def percentile(sorted_values, p):
 def summary(ms):
   s = sorted(ms)
   return {"count": len(s), "p50_ms": percentile(s, 50), "p99_ms": percentile(s, 99),
-          "max_ms": s[-1] if s else None, "mean_ms": sum(s) / len(s) if s else None}
+          "max_ms": s[-1] if s else None, "mean_ms": sum(s) / len(s) if s else None,
+          "over_5ms": sum(1 for x in s if x > 5.0)}
 
 
 def connect(url):

@@ -294,7 +294,8 @@ def lag_outliers(d):
 def detail_table(rows, clk_tck):
   header = ["endpoint", "server", "conns", "round", "status", "requests/s", "requests", "p50", "p99", "max",
             "server CPU s", "split (per process/thread)", "CPU s / 1k req", "wrk CPU s",
-            "other CPU s", "cache hits", "cache misses"]
+            "other CPU s", "cache hits", "cache misses", "sleeps / 1k req",
+            "preempted / 1k req"]
   out = []
   for r in rows:
     cpu = cpu_per_1k(r, clk_tck)
@@ -307,8 +308,34 @@ def detail_table(rows, clk_tck):
                 fmt_us(num(r["p50_us"])), fmt_us(num(r["p99_us"])), fmt_us(num(r["max_us"])),
                 "%.2f" % (ticks / clk_tck) if ticks is not None else "-", r["cpu_split"],
                 "%.4f" % cpu if cpu is not None else "-", r["wrk_cpu_s"],
-                other, r["hits"], r["misses"]])
+                other, r["hits"], r["misses"], fmt_per_1k(r.get("sleeps"), r["requests"]),
+                fmt_per_1k(r.get("preempted"), r["requests"])])
   return table(header, out)
+
+
+def fmt_per_1k(count, requests):
+  c, n = num(count), num(requests)
+  return "%.1f" % (c / n * 1000.0) if c is not None and n else "-"
+
+
+def ctx_summary(rows):
+  """Median voluntary / involuntary context switches per 1k requests of each server at 50 and
+  200 connections (cache-hit runs, both endpoints): how often the server's threads ran out of
+  work and slept, against how often they were preempted while still having work."""
+  out = {}
+  for server in ("ours", "nginx"):
+    vol, inv = [], []
+    for r in rows:
+      n = num(r["requests"])
+      if r["server"] != server or r["conns"] not in ("50", "200") or not n:
+        continue
+      if num(r.get("sleeps")) is None or num(r.get("preempted")) is None:
+        continue
+      vol.append(num(r["sleeps"]) / n * 1000.0)
+      inv.append(num(r["preempted"]) / n * 1000.0)
+    if vol:
+      out[server] = (statistics.median(vol), statistics.median(inv))
+  return out
 
 
 def service_health(d):
@@ -767,6 +794,7 @@ def read_growth(d):
     out.append({
       "n": int(r["enterprises"]), "served": r["served"], "raw": raw, "rss": rss,
       "hwm": (num(r["hwm_kb"]) or 0) * 1024.0, "entries": r["entries"],
+      "anon": (num(r.get("anon_kb")) or 0) * 1024.0, "file": (num(r.get("file_kb")) or 0) * 1024.0,
       "refresh_ms": statistics.median(ms) if ms else None, "refresh_all": ms,
       "stream": stream,
     })
@@ -796,13 +824,15 @@ def growth_section(d, meta):
     during = st.get("during") or {}
     rf = st.get("refresh") or {}
     ratio = x["rss"] / x["raw"] if x["raw"] else None
+    anon_ratio = x["anon"] / x["raw"] if x["raw"] and x["anon"] else None
     rows.append([
       "{:,}".format(x["n"]),
       "%s (%s)" % (fmt_ms(x["refresh_ms"]), ", ".join("%.0f" % v for v in x["refresh_all"])),
-      "%.1f MB" % (x["rss"] / 1e6), "%.1f MB" % (x["hwm"] / 1e6), "%.1f MB" % (x["raw"] / 1e6),
-      "%.2f" % ratio if ratio else "-",
-      "%s / %s (%s GETs)" % (fmt_ms(during.get("p99_ms")), fmt_ms(during.get("max_ms")),
-                             during.get("count", 0)),
+      "%.1f MB" % (x["rss"] / 1e6), "%.1f MB" % (x["anon"] / 1e6), "%.1f MB" % (x["file"] / 1e6),
+      "%.1f MB" % (x["hwm"] / 1e6), "%.1f MB" % (x["raw"] / 1e6),
+      "%.2f" % ratio if ratio else "-", "%.2f" % anon_ratio if anon_ratio else "-",
+      "%s / %s (%s GETs, %s > 5 ms)" % (fmt_ms(during.get("p99_ms")), fmt_ms(during.get("max_ms")),
+                                        during.get("count", 0), during.get("over_5ms", "-")),
       "%s ms" % rf.get("duration_ms", "-") if "duration_ms" in rf else rf.get("error", "-"),
       st.get("non200", "-"),
     ])
@@ -815,14 +845,19 @@ def growth_section(d, meta):
     if during.get("max_ms") is not None:
       ok = during["max_ms"] <= REFRESH_GET_MS and not st.get("non200")
       verdicts.append("- {:,}: no GET slower than 5 ms during the refresh: {} (max {}, p99 {}, "
-                      "{} GETs)".format(x["n"], met(ok), fmt_ms(during["max_ms"]),
-                                        fmt_ms(during["p99_ms"]), during["count"]))
+                      "{} of {} GETs over 5 ms)".format(
+                        x["n"], met(ok), fmt_ms(during["max_ms"]), fmt_ms(during["p99_ms"]),
+                        during.get("over_5ms", "-"), during["count"]))
     if ratio:
       ok = ratio <= RSS_RATIO
-      verdicts.append("- {:,}: RSS ≤ 2.5× raw JSON: {} ({:.2f}×)".format(x["n"], met(ok), ratio))
-  md.append(table(["enterprises", "refresh median (3 runs, ms)", "VmRSS", "VmHWM (peak)",
-                   "raw JSON", "RSS / raw", "GETs during refresh: p99 / max",
-                   "refresh (stream run)", "non-200"], rows))
+      verdicts.append("- {:,}: RSS ≤ 2.5× raw JSON: {} ({:.2f}×{})".format(
+        x["n"], met(ok), ratio,
+        "" if ok or not anon_ratio else "; of the %.1f MB, %.1f MB are pages of the shared "
+        "libraries (RssFile); the process's own memory, RssAnon, is %.2f× the raw JSON"
+        % (x["rss"] / 1e6, x["file"] / 1e6, anon_ratio)))
+  md.append(table(["enterprises", "refresh median (3 runs, ms)", "VmRSS", "RssAnon", "RssFile",
+                   "VmHWM (peak)", "raw JSON", "RSS / raw", "RssAnon / raw",
+                   "GETs during refresh: p99 / max", "refresh (stream run)", "non-200"], rows))
   md.append("")
   md.append("Targets: full refresh of 10,000 / 100,000 enterprises < 150 ms / < 1.5 s, no request "
             "slower than 5 ms meanwhile, RSS ≤ 2.5× the raw JSON size:")
@@ -1056,6 +1091,18 @@ def main():
             "telling ratio. p99 at 50–200 connections on 2 cores is dominated by scheduling "
             "(a connection's thread waiting for a core), which makes it noisy from round to "
             "round." % meta.get("nproc"))
+  ctx = ctx_summary(rows)
+  if "ours" in ctx and "nginx" in ctx:
+    md.append("")
+    md.append("How the server threads gave up the CPU at 50 and 200 connections (medians over "
+              "the runs, per 1000 requests; *Every run* has each): the service's threads slept "
+              "%.1f and were preempted %.1f times, nginx's workers slept %.1f and were preempted "
+              "%.1f times. A libmicrohttpd thread finds its next batch of ready connections "
+              "waiting almost every time it polls, so it runs until the scheduler preempts it "
+              "and then waits for a core while all its connections wait with it: those waits "
+              "are the long tail of the service's latency (see docs/PERFORMANCE-NOTES.md for the "
+              "scheduler trace and the experiments)." % (ctx["ours"][0], ctx["ours"][1],
+                                                         ctx["nginx"][0], ctx["nginx"][1]))
   md.append("")
   for title, fn, err in made:
     if fn == "perf-throughput.png":

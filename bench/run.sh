@@ -144,6 +144,23 @@ cpu_each() {
   done
 }
 
+# ctx_switches STATFILE...: voluntary and involuntary context switches, summed over the threads /
+# processes whose /proc/.../stat files are given (their status files beside them), as "VOL INVOL".
+# A server thread that finds no work sleeps (voluntary); one that always has work is preempted
+# (involuntary) and then waits for a core with its connections.
+ctx_switches() {
+  local file vol=0 invol=0 k v
+  for file in "$@"; do
+    while read -r k v; do
+      case $k in
+        voluntary_ctxt_switches:) vol=$((vol + v)) ;;
+        nonvoluntary_ctxt_switches:) invol=$((invol + v)) ;;
+      esac
+    done < <(cat "${file%/stat}/status" 2>/dev/null)
+  done
+  echo "$vol $invol"
+}
+
 # machine_busy: busy clock ticks of the whole machine (all cores) from /proc/stat; set against the
 # server's and wrk's CPU it shows whether something else ran during a measurement.
 machine_busy() {
@@ -277,7 +294,7 @@ meta lag_samples "$LAG_SAMPLES"
 # ---------------------------------------------------------------------------------------------
 # 2. Throughput
 # ---------------------------------------------------------------------------------------------
-printf 'endpoint\tserver\tconns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tsocket_errors\tcpu_ticks\tcpu_split\twrk_cpu_s\tmachine_ticks\thits\tmisses\n' \
+printf 'endpoint\tserver\tconns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tsocket_errors\tcpu_ticks\tcpu_split\twrk_cpu_s\tmachine_ticks\thits\tmisses\tsleeps\tpreempted\n' \
   >"$tmp/results.tsv"
 
 # wrk_cmd PORT CONNS THREADS SECONDS [ENDPOINT [DEPTH]]: the wrk command line (printed into the
@@ -336,18 +353,20 @@ measure() {
     statfiles=()
     for pid in "${pids[@]}"; do statfiles+=("/proc/$pid/stat"); done
   fi
-  local cmd hits0=0 misses0=0 ticks0 ticks1 each0 each1 busy0 busy1
+  local cmd hits0=0 misses0=0 ticks0 ticks1 each0 each1 busy0 busy1 vol0 vol1 invol0 invol1
   read -r -a cmd <<<"$(wrk_cmd "$port" "${conns%%x*}" "$threads" "$secs" "$endpoint" "$depth")"
   [ "$round" = 1 ] && echo "${cmd[*]}" | sed "s|$here|bench|; s|$tmp|TMP|; s|$port|${server^^}_PORT|" >>"$tmp/commands.txt"
   if [ "$server" = ours ]; then hits0=$(stats_get hits); misses0=$(stats_get misses); fi
   ticks0=$(cpu_ticks "${pids[@]}")
   mapfile -t each0 < <(cpu_each "${statfiles[@]}")
+  read -r vol0 invol0 <<<"$(ctx_switches "${statfiles[@]}")"
   busy0=$(machine_busy)
   local TIMEFORMAT='%U %S'
   { time "${cmd[@]}" >"$out.out" 2>"$out.err"; } 2>"$out.time" || true
   busy1=$(machine_busy)
   ticks1=$(cpu_ticks "${pids[@]}")
   mapfile -t each1 < <(cpu_each "${statfiles[@]}")
+  read -r vol1 invol1 <<<"$(ctx_switches "${statfiles[@]}")"
   [ "$round" = warmup ] && return 0
 
   local hits=- misses=-
@@ -358,10 +377,11 @@ measure() {
   local line status sock_err wrk_cpu split
   local -A r=()
   wrk_outcome "$out"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$endpoint" "$server" "$conns" "$threads" "$round" "$status" "${r[rps]:--}" "${r[requests]:--}" \
     "${r[p50_us]:--}" "${r[p99_us]:--}" "${r[max_us]:--}" "${r[non200]:--}" "$sock_err" \
-    "$((ticks1 - ticks0))" "${split:--}" "$wrk_cpu" "$((busy1 - busy0))" "$hits" "$misses" >>"$tmp/results.tsv"
+    "$((ticks1 - ticks0))" "${split:--}" "$wrk_cpu" "$((busy1 - busy0))" "$hits" "$misses" \
+    "$((vol1 - vol0))" "$((invol1 - invol0))" >>"$tmp/results.tsv"
   log "  $endpoint $server c=$conns round $round: $status, ${r[rps]:-?} req/s, p99 ${r[p99_us]:-?} us"
 }
 
@@ -443,7 +463,7 @@ svc_pid=""
 # The same cluster grows (seed.py skips numbers that exist); for each size a fresh service
 # starts, gets 3 x POST /cache/refresh (duration_ms from the answer), VmRSS / VmHWM are read, and
 # then bench/probe.py streams GETs on a keep-alive connection through one more refresh.
-printf 'enterprises\tserved\traw_bytes\trefresh_ms\tentries\trss_kb\thwm_kb\tstream\n' >"$tmp/growth.tsv"
+printf 'enterprises\tserved\traw_bytes\trefresh_ms\tentries\trss_kb\thwm_kb\tanon_kb\tfile_kb\tstream\n' >"$tmp/growth.tsv"
 for n in $GROWTH_SIZES; do
   log "cost growth: $n enterprises"
   if [ "$n" -gt "$COUNT" ]; then
@@ -472,11 +492,15 @@ for n in $GROWTH_SIZES; do
   sleep 3
   rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$svc_pid/status")
   hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$svc_pid/status")
+  # VmRSS = RssAnon (the process's own memory) + RssFile (pages of mapped files: the shared
+  # libraries, which every process linking them maps) + RssShmem
+  anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$svc_pid/status")
+  file=$(awk '/^RssFile:/ {print $2}' "/proc/$svc_pid/status")
   python3 "$here/probe.py" refresh-stream --url "http://127.0.0.1:$gport" --paths "$tmp/paths-growth-$n.txt" \
     >"$tmp/growth-stream-$n.json" 2>"$tmp/growth-stream-$n.err" ||
     log "  refresh-stream probe failed: $(tail -n 1 "$tmp/growth-stream-$n.err")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$served" "$raw" "$ms_list" "${entries:--}" \
-    "$rss" "$hwm" "growth-stream-$n.json" >>"$tmp/growth.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$served" "$raw" "$ms_list" "${entries:--}" \
+    "$rss" "$hwm" "$anon" "$file" "growth-stream-$n.json" >>"$tmp/growth.tsv"
   log "  refresh ms: $ms_list, entries ${entries:-?}, VmRSS $rss kB (raw JSON $raw bytes)"
   stop_pid "$svc_pid" TERM
   svc_pid=""
