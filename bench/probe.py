@@ -8,8 +8,9 @@
 
   probe.py refresh-stream --url http://127.0.0.1:PORT --paths FILE [--lead 0.3]
     GETs on one keep-alive connection in a tight loop while, on a second connection, one
-    POST /cache/refresh runs (sent --lead s after the stream starts); the latency of every GET
-    that overlapped the refresh, its duration_ms and the wall time of the POST.
+    POST /cache/refresh runs (sent --lead s after the stream starts, from a child process); the
+    latency of every GET that overlapped the refresh, its duration_ms and the wall time of the
+    POST.
 
 A GET's latency is request sent to body read (http.client), so it includes the client's own
 Python overhead of some tens of µs.
@@ -19,8 +20,8 @@ import argparse
 import http.client
 import json
 import math
+import multiprocessing
 import sys
-import threading
 import time
 import urllib.parse
 
@@ -83,43 +84,53 @@ def miss(args, paths):
   return out
 
 
+def refresh_once(url, lead, out):
+  """In a child process: waits `lead` s, sends POST /cache/refresh, and sends back through the
+  pipe `out` the window (time.monotonic() before and after, comparable across processes) and the
+  answer. A process rather than a thread, so that it never holds the GET loop's interpreter lock:
+  a thread did, and its 5 ms switch interval showed up as GETs of 5-7 ms."""
+  time.sleep(lead)
+  result = {}
+  c = connect(url)
+  c.timeout = 120
+  start = time.monotonic()
+  try:
+    status, body = call(c, "POST", "/cache/refresh")
+    end = time.monotonic()
+    result["status"] = status
+    try:
+      result["duration_ms"] = json.loads(body).get("duration_ms")
+    except ValueError:
+      result["body"] = body[:200].decode("utf-8", "replace")
+  except (OSError, http.client.HTTPException) as e:
+    end = time.monotonic()
+    result["error"] = str(e)
+  c.close()
+  out.send((start, end, result))
+  out.close()
+
+
 def refresh_stream(args, paths):
   conn = connect(args.url)
-  result = {}
-  window = [None, None]
-
-  def refresher():
-    time.sleep(args.lead)
-    c = connect(args.url)
-    c.timeout = 120
-    window[0] = time.perf_counter()
-    try:
-      status, body = call(c, "POST", "/cache/refresh")
-      result["status"] = status
-      try:
-        result["duration_ms"] = json.loads(body).get("duration_ms")
-      except ValueError:
-        result["body"] = body[:200].decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException) as e:
-      result["error"] = str(e)
-    window[1] = time.perf_counter()
-    c.close()
-
-  t = threading.Thread(target=refresher)
-  t.start()
-  samples, non200, i = [], 0, 0
-  # stream until the refresh has been back for --lead s
-  while window[1] is None or time.perf_counter() - window[1] < args.lead:
+  ctx = multiprocessing.get_context("fork")
+  reader, writer = ctx.Pipe(duplex=False)
+  child = ctx.Process(target=refresh_once, args=(args.url, args.lead, writer))
+  child.start()
+  writer.close()
+  samples, non200, i, window = [], 0, 0, None
+  while window is None or time.monotonic() - window[1] < args.lead:
     path = paths[i % len(paths)]
     i += 1
-    t0 = time.perf_counter()
+    t0 = time.monotonic()
     status, _ = call(conn, "GET", path)
-    t1 = time.perf_counter()
+    t1 = time.monotonic()
     samples.append((t0, t1))
     if status != 200:
       non200 += 1
-  t.join()
-  start, end = window
+    if window is None and reader.poll():
+      window = reader.recv()
+  child.join()
+  start, end, result = window
   during = [(b - a) * 1000.0 for a, b in samples if b >= start and a <= end]
   outside = [(b - a) * 1000.0 for a, b in samples if b < start or a > end]
   out = {"refresh": result, "refresh_wall_ms": (end - start) * 1000.0, "non200": non200,

@@ -33,6 +33,15 @@ void reply_buf(struct http_reply *r, int status, struct buf *b)
     reply_owned(r, status, data, len);
 }
 
+void reply_out(struct http_reply *r, int status, const struct http_request *req)
+{
+    r->status = status;
+    r->iov[0].base = req->out->data ? req->out->data : "";
+    r->iov[0].len = req->out->len;
+    r->niov = 1;
+    r->release = NULL; /* the connection keeps the buffer until the answer is sent */
+}
+
 void reply_error(struct http_reply *r, int status, const char *detail)
 {
     struct buf b;

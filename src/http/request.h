@@ -44,6 +44,10 @@ struct http_request {
     struct loader_request op; /* the I/O-thread work of a suspended request */
     void *ctx;                /* a handler's own per-request state, freed with ctx_free */
     void (*ctx_free)(void *ctx);
+    /* The connection's reply buffer, emptied before each request: a handler renders its answer
+     * here and calls reply_out(), and nothing is allocated per hit. It is reused by the
+     * connection's next request, which libmicrohttpd reads only after this answer is sent. */
+    struct buf *out;
     void *conn;     /* server-private */
     bool suspended; /* server-private */
 };
@@ -61,6 +65,7 @@ const char *http_query(struct http_request *req, const char *name);
 void reply_static(struct http_reply *r, int status, const char *body);      /* literal or static */
 void reply_owned(struct http_reply *r, int status, char *body, size_t len); /* freed after use */
 void reply_buf(struct http_reply *r, int status, struct buf *b);            /* takes b's data */
+void reply_out(struct http_reply *r, int status, const struct http_request *req); /* req->out */
 /* {"detail": "<text>"} with `detail` escaped as a JSON string. */
 void reply_error(struct http_reply *r, int status, const char *detail);
 

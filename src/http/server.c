@@ -121,8 +121,13 @@ static size_t head_size(struct MHD_Connection *conn, const char *url, const char
  * so that answering a hit allocates nothing of ours. */
 struct conn_state {
     struct conn_req cr;
+    struct buf out; /* the reply buffer of the request in progress (http_request.out) */
     bool head_seen; /* a request head has arrived: --idle-timeout applies from now on */
 };
+
+/* A reply buffer grown past this by one large answer is given back after it, so an idle
+ * connection keeps at most this much. */
+#define OUT_KEEP (64 * 1024)
 
 /* libmicrohttpd's connection notifications. The daemon's timeout is --idle-timeout; a new
  * connection gets --head-timeout until its first head arrives. Connections with a timeout other
@@ -133,12 +138,18 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     const struct settings *set = ((struct http_server *)cls)->app->settings;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = xcalloc(1, sizeof(struct conn_state));
+        struct conn_state *cs = xcalloc(1, sizeof *cs);
+        /* the largest answer: a config at --max-config-bytes, escaped, with its wrapper */
+        buf_init(&cs->out, (size_t)set->max_config_bytes * 2 + 65536);
+        *socket_context = cs;
         if (set->head_timeout != set->idle_timeout)
             MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
                                       (unsigned)set->head_timeout);
     } else {
-        free(*socket_context);
+        struct conn_state *cs = *socket_context;
+        if (cs)
+            buf_deinit(&cs->out);
+        free(cs);
         *socket_context = NULL;
     }
 }
@@ -155,8 +166,12 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
             MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
                                       (unsigned)set->idle_timeout);
     }
+    if (cs->out.cap > OUT_KEEP)
+        buf_deinit(&cs->out);
+    buf_reset(&cs->out);
     struct conn_req *cr = &cs->cr;
     memset(cr, 0, sizeof *cr);
+    cr->req.out = &cs->out;
     cr->srv = s;
     cr->req.conn = conn;
     cr->req.method = method;

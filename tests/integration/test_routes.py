@@ -46,6 +46,8 @@ FLAGS_EXPECTED = {
   "f_strfalse": False, "g_zero": False, "h_yes": False, "i_missing": False, "j_null": False,
   "k_strone": False, "l_false": False, "m_two": False, "smart": False,
 }
+# a config past the 64 KiB that a connection's reply buffer keeps between requests
+BIG = {"retailcrm": {"enabled": True, "note": "x" * 100000}, "uon": {"enabled": False}}
 ONLY_RETAILCRM = {"retailcrm": {"enabled": True, "domain": "https://r.retailcrm.example"}}
 PUT_TARGET = {"retailcrm": {"enabled": True, "api_key": "test-key-0201"},
               "ms": {"enabled": False, "api_token": "test-old-token"}}
@@ -61,6 +63,7 @@ ROWS = "".join([
   insert_sql("0202", None),
   insert_sql("0203", ONLY_RETAILCRM),
   insert_sql("0204", PUT_TARGET),
+  insert_sql("0205", BIG),
 ])
 
 TTL = 90
@@ -440,6 +443,23 @@ class RoutesTest(IntegrationTestCase):
     self.assertEqual(json.loads(responses[0][2])["integrations"], FULL_FLAGS)
     self.assertEqual(json.loads(responses[1][2])["integrations"], {})
     self.assertEqual(json.loads(responses[2][2]), {"detail": "Not Found"})
+
+  def test_pipelined_answers_share_the_connection_buffer_intact(self):
+    # answers are rendered into one buffer per connection, reused by its next request: a large
+    # answer, small ones and a large one again, pipelined, must each arrive whole and unchanged
+    paths = ["/config/0205", "/integrations/0101", "/config/0205/retailcrm", "/config/0101/ms",
+             "/integrations/0205", "/config/0205"]
+    alone = [self.svc.get(p) for p in paths]
+    reqs = b"".join(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % p.encode() for p in paths)
+    reqs += b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    responses = parse_responses(raw_exchange(self.svc.port, reqs))
+    self.assertEqual([status for status, _, _ in responses], [200] * (len(paths) + 1))
+    for path, single, (_, _, body) in zip(paths, alone, responses):
+      got, want = json.loads(body), dict(single.body)
+      for doc in (got, want):
+        doc.pop("age_seconds", None)
+      self.assertEqual(got, want, path)
+    self.assertEqual(json.loads(responses[0][2])["integrations"]["retailcrm"], BIG["retailcrm"])
 
   def test_head_over_8k_rejected(self):
     req = (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Fill: " + b"a" * 9000 +
