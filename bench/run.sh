@@ -47,7 +47,10 @@ MISS_SAMPLES=${BENCH_MISS_SAMPLES:-1000}
 GROWTH_SIZES=${BENCH_GROWTH_SIZES:-"1000 10000 100000"}
 CONFIG_BYTES=2000 # integrations_config size per enterprise, as seed.py suggests for benchmarks
 # connections:wrk-threads pairs; wrk gets one thread per 25 connections at most (2 cores here)
-LOADS=("1:1" "50:2")
+# dispatch loads, connections:wrk-threads: from one connection (one durable commit per event) to
+# 50; wrk is a closed loop, so its latency at N connections is N / throughput on average, and the
+# loads between show up to which concurrency the p99 stays low
+LOADS=("1:1" "10:1" "25:1" "50:2")
 # the cache-hit loads, connections:wrk-threads:pipeline depth (requests per write per connection)
 CACHE_LOADS=("1:1:1" "50:2:1" "200:2:1" "50:2:10")
 
