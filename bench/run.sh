@@ -12,8 +12,8 @@
 #
 # Steps: (1) set-up; (2) wrk at 1 and 50 connections, alternating the two servers, several rounds,
 # with server CPU from /proc/PID/stat; (3) update-to-served delay with bench/lag_probe.py, idle and
-# under load; (4) dispatch intake: POST /dispatch/call-event (bench/dispatch.lua) at 1 and 50
-# connections against a second service on a second PostgreSQL with fsync=on (durable commits),
+# under load; (4) dispatch intake: POST /dispatch/call-event (bench/dispatch.lua) at 1, 10, 25
+# and 50 connections against a second service on a second PostgreSQL with fsync=on (durable commits),
 # its three delivery targets stood in for by nginx answering at once, then a check that the outbox
 # drains; (5) the summary on stdout and in docs/PERFORMANCE.md (bench/report.py), with gnuplot
 # charts docs/perf-*.png. Step 2 covers GET /integrations/{n} and GET /config/{n}/{type} at 1, 50
