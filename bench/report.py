@@ -1128,10 +1128,14 @@ def main():
   md.append("")
   md.append("One sample: `UPDATE enterprises SET integrations_config = jsonb_set(..., "
             "'{retailcrm,enabled}', <flipped>)` and COMMIT (psycopg2); t0 = when the commit "
-            "returned; then `GET /integrations/{n}` on one keep-alive connection in a tight loop "
+            "returned; then `GET /integrations/{n}` on one keep-alive connection, 0.1 ms apart, "
             "until the body shows the new value; t1 = then. It covers the trigger's NOTIFY, the "
             "service's LISTEN connection, its reload query and the publication of the entry. A "
-            "poll costs one round trip, so the delay is known to within one poll.")
+            "poll costs one round trip plus the pause, so the delay is known to within one poll. "
+            "(Polls back to back made the probe and the HTTP thread answering it wake each other "
+            "on one core so often that the scheduler left PostgreSQL's backends waiting there "
+            "for up to 3 s: the probe measured its own starving of the database; "
+            "docs/PERFORMANCE-NOTES.md, section 5.)")
   md.append("")
   md.append(lag)
   md.append("")

@@ -142,6 +142,7 @@ static void load_done(struct pg_query *q, const PGresult *res, const char *error
                 : entry_from_row(l, res, 0, p->seq);
         /* into the cache first: a client answered below may ask again at once */
         cache_put(l->store, entry_ref(e));
+        log_debug("loaded: enterprise %s", p->number);
         answer_waiters(p, e, e->negative ? 404 : 200, NULL, false);
         entry_unref(e);
     }

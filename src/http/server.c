@@ -260,8 +260,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 static struct MHD_Daemon *daemon_start(struct http_server *s, int i, int fd)
 {
     const struct settings *set = s->app->settings;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-                     MHD_USE_TURBO;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (set->listen_addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* The pool holds the request head and bookkeeping; answers are sent from our own buffers.
