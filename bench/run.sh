@@ -531,6 +531,11 @@ else
   dpsql -c "ALTER SYSTEM SET track_wal_io_timing = on" -c "SELECT pg_reload_conf()" >/dev/null
 fi
 [ "$(dpsql -c 'SHOW fsync')" = on ] || die "the dispatch cluster does not run with fsync=on"
+# The dispatch step writes about 2 GB of WAL: with the default max_wal_size (1 GB) PostgreSQL
+# checkpointed every ~28 s, WAL-triggered ("checkpoints are occurring too frequently"), and each
+# checkpoint's full-page writes raised the intake p99 from ~7 to ~40 ms (docs/PERFORMANCE-NOTES.md,
+# section 6). A write-heavy outbox wants checkpoints on their timer; the README says so too.
+dpsql -c "ALTER SYSTEM SET max_wal_size = '8GB'" -c "SELECT pg_reload_conf()" >/dev/null
 
 python3 "$root/scripts/seed.py" --count "$COUNT" --first "$FIRST" --config-bytes "$CONFIG_BYTES" \
   --no-extras | PGCLIENTENCODING=UTF8 psql "$ddb" -X -q -v ON_ERROR_STOP=1 >/dev/null
@@ -571,7 +576,7 @@ until [ "$(stats_get dispatch_delivered "$dsp_port")" -ge 3 ]; do
 done
 
 meta dispatch_loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
-meta dispatch_pg "fsync=$(dpsql -c 'SHOW fsync'), synchronous_commit=$(dpsql -c 'SHOW synchronous_commit'), wal_sync_method=$(dpsql -c 'SHOW wal_sync_method')"
+meta dispatch_pg "fsync=$(dpsql -c 'SHOW fsync'), synchronous_commit=$(dpsql -c 'SHOW synchronous_commit'), wal_sync_method=$(dpsql -c 'SHOW wal_sync_method'), max_wal_size=$(dpsql -c 'SHOW max_wal_size'), checkpoint_timeout=$(dpsql -c 'SHOW checkpoint_timeout')"
 meta dispatch_fs "$(df -T "$tmp/pgd" 2>/dev/null | awk 'NR == 2 {print $2 " on " $1}')"
 meta dispatch_enterprise "$dsp_number"
 meta dispatch_token "$dsp_token"

@@ -60,6 +60,7 @@ struct dispatcher {
     bool marking, housekeeping;
     struct io_timer poll_timer, housekeeping_timer;
     double last_retention, last_summary;
+    double count_started, next_count; /* the pending count: when sent, when due again */
     unsigned long summarized[4]; /* accepted, delivered, retried, abandoned at the last summary */
 };
 
