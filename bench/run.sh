@@ -164,6 +164,14 @@ ctx_switches() {
   echo "$vol $invol"
 }
 
+# timed_wrk OUT CMD...: runs one wrk command line; its output in OUT.out / OUT.err, its own user
+# and system CPU seconds in OUT.time. A failure is left to wrk_outcome to report.
+timed_wrk() {
+  local out=$1 TIMEFORMAT='%U %S'
+  shift
+  { time "$@" >"$out.out" 2>"$out.err"; } 2>"$out.time" || true
+}
+
 # machine_busy: busy clock ticks of the whole machine (all cores) from /proc/stat; set against the
 # server's and wrk's CPU it shows whether something else ran during a measurement.
 machine_busy() {
@@ -364,8 +372,7 @@ measure() {
   mapfile -t each0 < <(cpu_each "${statfiles[@]}")
   read -r vol0 invol0 <<<"$(ctx_switches "${statfiles[@]}")"
   busy0=$(machine_busy)
-  local TIMEFORMAT='%U %S'
-  { time "${cmd[@]}" >"$out.out" 2>"$out.err"; } 2>"$out.time" || true
+  timed_wrk "$out" "${cmd[@]}"
   busy1=$(machine_busy)
   ticks1=$(cpu_ticks "${pids[@]}")
   mapfile -t each1 < <(cpu_each "${statfiles[@]}")
@@ -658,8 +665,7 @@ measure_dispatch() {
   mapfile -t each0 < <(cpu_each "${statfiles[@]}")
   pg0=$(pg_ticks "$tmp/pgd")
   busy0=$(machine_busy)
-  local TIMEFORMAT='%U %S'
-  { time "${cmd[@]}" >"$out.out" 2>"$out.err"; } 2>"$out.time" || true
+  timed_wrk "$out" "${cmd[@]}"
   busy1=$(machine_busy)
   ticks1=$(cpu_ticks "$dsp_pid")
   mapfile -t each1 < <(cpu_each "${statfiles[@]}")

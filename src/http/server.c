@@ -129,6 +129,14 @@ struct conn_state {
  * connection keeps at most this much. */
 #define OUT_KEEP (64 * 1024)
 
+/* Gives conn the timeout `secs`. Skipped when the two timeouts are equal: then every connection
+ * keeps the daemon's and stays off libmicrohttpd's list of connections with their own. */
+static void conn_timeout(struct MHD_Connection *conn, const struct settings *set, double secs)
+{
+    if (set->head_timeout != set->idle_timeout)
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)secs);
+}
+
 /* libmicrohttpd's connection notifications. The daemon's timeout is --idle-timeout; a new
  * connection gets --head-timeout until its first head arrives. Connections with a timeout other
  * than the daemon's are visited on every turn of libmicrohttpd's event loop, so each keeps one
@@ -142,9 +150,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         /* the largest answer: a config at --max-config-bytes, escaped, with its wrapper */
         buf_init(&cs->out, (size_t)set->max_config_bytes * 2 + 65536);
         *socket_context = cs;
-        if (set->head_timeout != set->idle_timeout)
-            MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
-                                      (unsigned)set->head_timeout);
+        conn_timeout(conn, set, set->head_timeout);
     } else {
         struct conn_state *cs = *socket_context;
         if (cs)
@@ -162,9 +168,7 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT)->socket_context;
     if (!cs->head_seen) {
         cs->head_seen = true;
-        if (set->head_timeout != set->idle_timeout)
-            MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
-                                      (unsigned)set->idle_timeout);
+        conn_timeout(conn, set, set->idle_timeout);
     }
     if (cs->out.cap > OUT_KEEP)
         buf_deinit(&cs->out);

@@ -11,6 +11,7 @@ import os
 import select
 import socket
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -517,8 +518,9 @@ class RoutesTest(IntegrationTestCase):
     cmd = [BINARY, "serve", "--listen", "127.0.0.1:%d" % self.svc.port]
     env = clean_env()
     env["DATABASE_URL"] = self.cluster.conninfo()
-    proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=deadline(20))
+    with tempfile.TemporaryDirectory(prefix="ic-test-second-") as cwd:  # its var/spool lands here
+      proc = subprocess.run(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=deadline(20))
     self.assertNotEqual(proc.returncode, 0, "a second service started on a port in use")
     self.assertIn("cannot listen on 127.0.0.1:%d" % self.svc.port, proc.stderr.decode())
     self.assertIn("in use", proc.stderr.decode())
