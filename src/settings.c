@@ -60,6 +60,9 @@ static const struct setting_def defs[] = {
      "longest delay between reconnection attempts (exponential backoff with jitter)"},
     {"db-timeout", "IC_DB_TIMEOUT", T_SECONDS, "5", 0.1, 600, OFF(db_timeout), false,
      "a query or connection attempt taking longer is abandoned and the connection reset"},
+    {"db-prepared", "IC_DB_PREPARED", T_INT, "1", 0, 1, OFF(db_prepared), false,
+     "1: statements run often are prepared once per connection; 0 behind a PgBouncer older than "
+     "1.21 in transaction pooling mode"},
     {"idle-timeout", "IC_IDLE_TIMEOUT", T_SECONDS, "60", 1, 86400, OFF(idle_timeout), false,
      "seconds an idle keep-alive connection is kept open"},
     {"head-timeout", "IC_HEAD_TIMEOUT", T_SECONDS, "10", 1, 3600, OFF(head_timeout), false,

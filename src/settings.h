@@ -19,7 +19,8 @@ struct settings {
     struct sockaddr_storage listen_addr;
     /* libpq connection string; NULL means "use PG* variables". Never printed or logged. */
     char *db;
-    int threads; /* HTTP worker threads; 0 in the table means "number of cores" */
+    int threads;     /* HTTP worker threads; 0 in the table means "number of cores" */
+    int db_prepared; /* 1: pg_query.prepare is honoured (off behind old transaction poolers) */
     double ttl, negative_ttl;
     double refresh_interval, refresh_jitter, cleanup_interval;
     double heartbeat_interval, heartbeat_timeout;

@@ -3,6 +3,10 @@
  * non-blocking calls (PQconnectPoll, PQsendQueryParams, PQconsumeInput, PQflush, PQisBusy), so the
  * loop never waits on the database. One query is in flight at a time; results are handed over in
  * order, which is what keeps writes and reloads of the same enterprise in sequence.
+ *
+ * Statements marked `prepare` are parsed and planned once per connection (PQsendPrepare, one more
+ * round trip the first time) and then executed by name: the outbox INSERT, several hundred times a
+ * second, spent a fifth of its PostgreSQL time in the planner (docs/PERFORMANCE-NOTES.md, 7).
  */
 #include "db/pgconn.h"
 
@@ -31,6 +35,9 @@ struct pg_conn {
     bool ever_ready, logged_down, closing;
     unsigned long reconnects;
     struct pg_query *current;
+    bool preparing; /* `current` waits for its statement's Prepare to finish */
+    const char *prepared[PG_MAX_PREPARED]; /* sql of the statements prepared as "ic<i>" */
+    int nprepared;
     PGresult *last; /* the newest result of `current` */
     struct pg_query *head, *tail;
 };
@@ -92,6 +99,8 @@ static void conn_fail(struct pg_conn *c, const char *why)
     PQfinish(c->pg);
     c->pg = NULL;
     c->state = PG_DOWN;
+    c->preparing = false;
+    c->nprepared = 0; /* a new session knows none of them */
     io_timer_disarm(c->loop, &c->deadline);
     double delay = c->backoff * (0.5 + 0.5 * rand_unit());
     io_timer_arm(c->loop, &c->retry, delay);
@@ -202,6 +211,39 @@ static void flush(struct pg_conn *c)
         set_watch(c, r == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
+/* The index of q's statement among those prepared on this connection, or -1. */
+static int prepared_index(const struct pg_conn *c, const struct pg_query *q)
+{
+    for (int i = 0; i < c->nprepared; i++)
+        if (c->prepared[i] == q->sql)
+            return i;
+    return -1;
+}
+
+/* Sends q, or first its Prepare when it is to be prepared and is not yet (read_results sends q
+ * itself once the Prepare is through). False when libpq refused to send. */
+static bool send_query(struct pg_conn *c, struct pg_query *q)
+{
+    const char *const *params = (const char *const *)q->params;
+    char name[16];
+    int i = q->prepare && c->cfg.prepare ? prepared_index(c, q) : -1;
+    if (q->prepare && c->cfg.prepare && i < 0 && c->nprepared < PG_MAX_PREPARED) {
+        snprintf(name, sizeof name, "ic%d", c->nprepared);
+        c->preparing = true;
+        return PQsendPrepare(c->pg, name, q->sql, q->nparams, NULL);
+    }
+    int ok;
+    if (i >= 0) {
+        snprintf(name, sizeof name, "ic%d", i);
+        ok = PQsendQueryPrepared(c->pg, name, q->nparams, params, NULL, NULL, 0);
+    } else {
+        ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, params, NULL, NULL, 0);
+    }
+    if (ok && q->single_row)
+        PQsetSingleRowMode(c->pg);
+    return ok;
+}
+
 static void pump(struct pg_conn *c)
 {
     while (c->state == PG_READY && !c->current && c->head) {
@@ -210,16 +252,12 @@ static void pump(struct pg_conn *c)
         if (!c->head)
             c->tail = NULL;
         q->next = NULL;
-        if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
-                               NULL, NULL, 0)) {
-            c->current = q; /* conn_fail fails it with the others */
+        c->current = q; /* on failure conn_fail fails it with the others */
+        if (!send_query(c, q)) {
             conn_fail(c, "sending a query failed");
             return;
         }
-        if (q->single_row)
-            PQsetSingleRowMode(c->pg);
         q->sent = true;
-        c->current = q;
         flush(c);
     }
     if (c->state == PG_READY)
@@ -250,6 +288,19 @@ static void read_results(struct pg_conn *c)
             if (!last || PQresultStatus(last) == PGRES_FATAL_ERROR ||
                 PQresultStatus(last) == PGRES_BAD_RESPONSE)
                 err = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_PRIMARY) : "no result";
+            if (c->preparing && !err) { /* the statement is ready: now q itself */
+                c->preparing = false;
+                c->prepared[c->nprepared++] = q->sql;
+                PQclear(last);
+                c->current = q;
+                if (!send_query(c, q)) {
+                    conn_fail(c, "sending a query failed");
+                    return;
+                }
+                flush(c);
+                continue;
+            }
+            c->preparing = false;
             q->on_done(q, last, err ? err : NULL);
             PQclear(last);
             pump(c);
@@ -333,7 +384,8 @@ struct pg_conn_config pg_conn_config_for(const struct settings *s, const char *n
                                    .timeout = s->db_timeout,
                                    .server_timeout = !streaming,
                                    .backoff_min = s->reconnect_min,
-                                   .backoff_max = s->reconnect_max};
+                                   .backoff_max = s->reconnect_max,
+                                   .prepare = s->db_prepared != 0};
 }
 
 struct pg_conn *pg_conn_new(struct io_loop *loop, const struct pg_conn_config *cfg,

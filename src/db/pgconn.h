@@ -17,6 +17,7 @@
 enum pg_state { PG_DOWN, PG_CONNECTING, PG_READY };
 
 #define PG_MAX_PARAMS 4
+#define PG_MAX_PREPARED 16 /* statements prepared per connection; more run unprepared */
 
 struct pg_query;
 /* A row in single-row mode; `row` is freed by the caller after return. */
@@ -30,6 +31,13 @@ struct pg_query {
     int nparams;
     char *params[PG_MAX_PARAMS]; /* owned by the submitter until done */
     bool single_row;             /* deliver rows one by one through on_row */
+    /* Run often: prepared once per connection (when the connection's config allows), then
+     * executed by name; `sql` must be a string constant (it is compared by address). Only for
+     * statements whose plan cannot depend on table contents (an INSERT of its parameters): after
+     * five runs PostgreSQL may keep one generic plan, and a plan that reads a table, chosen while
+     * the table was small, would stay in use as it grows (measured: a claim prepared on an empty
+     * outbox delivered 285 rows/s instead of 3,000 once 60,000 rows waited). */
+    bool prepare;
     pg_row_fn on_row;
     pg_done_fn on_done;
     void *ctx;
@@ -54,6 +62,7 @@ struct pg_conn_config {
     bool server_timeout;  /* also make the server cancel a statement running past `timeout`, so
                              a query given up here does not keep running there */
     double backoff_min, backoff_max;
+    bool prepare; /* honour pg_query.prepare (--db-prepared) */
 };
 
 /* The service's settings for a connection named `name` (--db, --db-timeout, --reconnect-*).

@@ -339,8 +339,11 @@ static void flush_marks(struct dispatcher *d)
     d->mark_q.params[0] = d->mark_param;
     if (json_array_size(logs)) {
         d->log_param = json_dumps(logs, JSON_COMPACT);
-        d->log_q = (struct pg_query){
-            .sql = SQL_INTEGRATION_LOGS, .nparams = 1, .on_done = marks_written, .ctx = d};
+        d->log_q = (struct pg_query){.sql = SQL_INTEGRATION_LOGS,
+                                     .nparams = 1,
+                                     .prepare = true,
+                                     .on_done = marks_written,
+                                     .ctx = d};
         d->log_q.params[0] = d->log_param;
         pg_conn_submit(d->delivery_conn, &d->log_q);
     }

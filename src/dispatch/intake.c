@@ -138,8 +138,8 @@ static bool replay_next(struct dispatcher *d)
     d->replay_len = len;
     d->replay_param = buf_steal(&b, NULL);
     log_info("spool: replaying %zu events into the outbox", lines);
-    d->replay_q =
-        (struct pg_query){.sql = SQL_OUTBOX_INSERT, .nparams = 1, .ctx = d, .on_done = replay_done};
+    d->replay_q = (struct pg_query){
+        .sql = SQL_OUTBOX_INSERT, .nparams = 1, .prepare = true, .ctx = d, .on_done = replay_done};
     d->replay_q.params[0] = d->replay_param;
     pg_conn_submit(d->lanes[0].conn, &d->replay_q);
     return true;
@@ -169,7 +169,8 @@ static void lane_flush(struct intake_lane *lane)
     size_t len;
     lane->inserting = batch;
     lane->param = join_batch(batch, false, &len);
-    lane->q = (struct pg_query){.sql = SQL_OUTBOX_INSERT, .nparams = 1, .on_done = insert_done};
+    lane->q = (struct pg_query){
+        .sql = SQL_OUTBOX_INSERT, .nparams = 1, .prepare = true, .on_done = insert_done};
     lane->q.params[0] = lane->param;
     pg_conn_submit(lane->conn, &lane->q);
 }

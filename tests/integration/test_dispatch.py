@@ -730,6 +730,16 @@ class DispatchDeliveryTest(DispatchCase):
   def target_stats(self, svc, name):
     return svc.stats()["dispatch_targets"][name]
 
+  def test_without_prepared_statements(self):
+    """--db-prepared 0 (for a transaction-pooling PgBouncer before 1.21): every statement is sent
+    with its text, and events are recorded, delivered and logged as usual."""
+    svc = self.start(db_prepared=0)
+    calls = self.send_dials(svc, 5)
+    self.wait_all_delivered(calls)
+    wait_until(lambda: int(self.cluster.psql(
+        "SELECT count(*) FROM integration_logs WHERE enterprise_number = '0211'")) == 10, 10,
+               message="uon and ms deliveries logged")
+
   # ---- a target down, slow or failing ----
 
   def test_standin_stopped_20_events_then_started(self):

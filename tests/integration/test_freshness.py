@@ -291,6 +291,36 @@ class FreshnessTest(IntegrationTestCase):
     wait_until(lambda: self.status_of(svc, "/integrations/0103") == 404, NOTIFY_S,
                message="trigger still notifies after repeated migrations")
 
+  def test_migrate_upgrades_an_outbox_of_an_earlier_version(self):
+    """An outbox created by an earlier release (B-tree on created_at, an index on every call, no
+    fillfactor) gets the current indexes and keeps its rows."""
+    self.cluster.psql(
+        "DROP INDEX IF EXISTS integration_cache_outbox_dial_delivered;"
+        " DROP INDEX integration_cache_outbox_created;"
+        " CREATE INDEX integration_cache_outbox_created ON integration_cache_outbox (created_at);"
+        " CREATE INDEX integration_cache_outbox_call ON integration_cache_outbox (unique_id, target);"
+        " ALTER TABLE integration_cache_outbox RESET (fillfactor);"
+        " INSERT INTO integration_cache_outbox (event_id, enterprise_number, unique_id, event_type,"
+        " target, payload) VALUES ('upgrade-test', '0101', 'u.1', 'dial', 'ms', '{}')")
+    rows = self.cluster.psql("SELECT count(*) FROM integration_cache_outbox")
+    proc = run_binary(["migrate"], db=self.cluster.conninfo())
+    self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+    indexes = dict(
+        line.split("|", 1) for line in self.cluster.psql(
+            "SELECT indexname, indexdef FROM pg_indexes"
+            " WHERE tablename = 'integration_cache_outbox'").splitlines())
+    self.assertIn("USING brin (created_at)", indexes["integration_cache_outbox_created"])
+    self.assertNotIn("integration_cache_outbox_call", indexes)
+    self.assertIn("WHERE ((target = 'retailcrm'::text) AND (event_type = 'dial'::text)"
+                  " AND (state = 'delivered'::text))",
+                  indexes["integration_cache_outbox_dial_delivered"])
+    self.assertEqual(
+        self.cluster.psql("SELECT reloptions::text FROM pg_class"
+                          " WHERE relname = 'integration_cache_outbox'"), "{fillfactor=70}")
+    self.assertEqual(self.cluster.psql("SELECT count(*) FROM integration_cache_outbox"), rows)
+    self.cluster.psql("DELETE FROM integration_cache_outbox WHERE event_id = 'upgrade-test'")
+
+
 
 if __name__ == "__main__":
   unittest.main()

@@ -288,6 +288,7 @@ static const struct bound bounds[] = {
      {"0.01", "3600"},
      "--reconnect-min=0.01"},
     {"db-timeout", "IC_DB_TIMEOUT", {"0.09", "601"}, {"0.1", "600"}, NULL},
+    {"db-prepared", "IC_DB_PREPARED", {"-1", "2", "0.5"}, {"0", "1"}, NULL},
     {"idle-timeout", "IC_IDLE_TIMEOUT", {"0.9", "86401"}, {"1", "86400"}, NULL},
     {"head-timeout", "IC_HEAD_TIMEOUT", {"0.9", "3601"}, {"1", "3600"}, NULL},
     {"max-head", "IC_MAX_HEAD", {"1023", "1048577", "2048.5"}, {"1024", "1048576"}, NULL},
