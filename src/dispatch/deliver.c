@@ -14,6 +14,7 @@
 #include "dispatch/dispatch_int.h"
 #include "dispatch/event.h"
 #include "dispatch/queries.h"
+#include "util/buf.h"
 #include "util/container.h"
 #include "util/log.h"
 #include "util/params.h"
@@ -30,7 +31,7 @@ struct mark {
     const char *state; /* "delivered", "pending" (retry) or "abandoned" */
     double delay;
     char *error;
-    json_t *log_row; /* integration_logs row, or NULL */
+    char *log_row; /* integration_logs row as JSON text, or NULL */
     struct mark *next;
 };
 
@@ -58,6 +59,40 @@ static double lease_seconds(const struct dispatcher *d)
     return lease < 30 ? 30 : lease;
 }
 
+/* The integration_logs row (SPEC §6.5) of a finished delivery, as JSON text. request_data is the
+ * body we sent (our own JSON); response_data is the target's answer when jansson reads it as a
+ * JSON object or array (a text PostgreSQL's jsonb accepts too), else {"status": N}, else null. */
+static char *log_row(const struct delivery *dl, const char *state, const char *error, long status,
+                     const char *response, size_t response_len)
+{
+    struct buf b;
+    buf_init(&b, (size_t)1 << 40);
+    buf_append_str(&b, "{\"enterprise_number\":");
+    buf_append_json_string(&b, dl->number, strlen(dl->number));
+    buf_printf(&b, ",\"integration_type\":\"%s\",\"event_type\":\"%s\",\"request_data\":",
+               target_names[dl->target], dl->event_type);
+    buf_append_str(&b, dl->body.json ? dl->body.json : "null");
+    buf_append_str(&b, ",\"response_data\":");
+    json_t *resp = response && response_len && response_len <= LOG_BODY_MAX
+                       ? json_loadb(response, response_len, 0, NULL)
+                       : NULL;
+    if (resp)
+        buf_append(&b, response, response_len);
+    else if (status)
+        buf_printf(&b, "{\"status\":%ld}", status);
+    else
+        buf_append_str(&b, "null");
+    json_decref(resp);
+    buf_printf(&b, ",\"status\":\"%s\",\"error_message\":",
+               strcmp(state, "delivered") == 0 ? "success" : "error");
+    if (error)
+        buf_append_json_string(&b, error, strlen(error));
+    else
+        buf_append_str(&b, "null");
+    buf_append(&b, "}", 1);
+    return buf_steal(&b, NULL);
+}
+
 static void add_mark(struct dispatcher *d, struct delivery *dl, const char *state, double delay,
                      const char *error, long status, const char *response, size_t response_len)
 {
@@ -67,24 +102,8 @@ static void add_mark(struct dispatcher *d, struct delivery *dl, const char *stat
     m->delay = delay;
     m->error = error ? xstrdup(error) : NULL;
     bool finished = strcmp(state, "pending") != 0;
-    if (finished && (dl->target == TARGET_UON || dl->target == TARGET_MS)) {
-        json_t *row = json_object();
-        json_object_set_new(row, "enterprise_number", json_string(dl->number));
-        json_object_set_new(row, "integration_type", json_string(target_names[dl->target]));
-        json_object_set_new(row, "event_type", json_string(dl->event_type));
-        json_t *req = dl->body.json ? json_loads(dl->body.json, 0, NULL) : NULL;
-        json_object_set_new(row, "request_data", req ? req : json_null());
-        json_t *resp = response && response_len && response_len <= LOG_BODY_MAX
-                           ? json_loadb(response, response_len, 0, NULL)
-                           : NULL;
-        if (!resp && status)
-            resp = json_pack("{s:I}", "status", (json_int_t)status);
-        json_object_set_new(row, "response_data", resp ? resp : json_null());
-        json_object_set_new(row, "status",
-                            json_string(strcmp(state, "delivered") == 0 ? "success" : "error"));
-        json_object_set_new(row, "error_message", error ? json_string(error) : json_null());
-        m->log_row = row;
-    }
+    if (finished && (dl->target == TARGET_UON || dl->target == TARGET_MS))
+        m->log_row = log_row(dl, state, error, status, response, response_len);
     m->next = d->marks;
     d->marks = m;
     flush_marks(d);
@@ -289,7 +308,7 @@ static void free_marks(struct mark *m)
     while (m) {
         struct mark *next = m->next;
         free(m->error);
-        json_decref(m->log_row);
+        free(m->log_row);
         free(m);
         m = next;
     }
@@ -322,23 +341,37 @@ static void flush_marks(struct dispatcher *d)
 {
     if (d->marking || !d->marks || d->log_param)
         return;
-    json_t *marks = json_array(), *logs = json_array();
+    /* both parameters are written by hand: every delivery passes through here */
+    struct buf marks, logs;
+    buf_init(&marks, (size_t)1 << 40);
+    buf_init(&logs, (size_t)1 << 40);
     for (struct mark *m = d->marks; m; m = m->next) {
-        json_array_append_new(marks,
-                              json_pack("{s:I,s:s,s:f,s:s?}", "id", (json_int_t)m->id, "state",
-                                        m->state, "delay", m->delay, "error", m->error));
-        if (m->log_row)
-            json_array_append(logs, m->log_row);
+        char delay[32];
+        time_format_seconds(m->delay, delay);
+        buf_printf(&marks,
+                   "%s{\"id\":%lld,\"state\":\"%s\",\"delay\":%s,\"error\":", marks.len ? "," : "[",
+                   m->id, m->state, delay);
+        if (m->error)
+            buf_append_json_string(&marks, m->error, strlen(m->error));
+        else
+            buf_append_str(&marks, "null");
+        buf_append(&marks, "}", 1);
+        if (m->log_row) {
+            buf_append_str(&logs, logs.len ? "," : "[");
+            buf_append_str(&logs, m->log_row);
+        }
     }
+    buf_append(&marks, "]", 1);
     d->marks_in_flight = d->marks;
     d->marks = NULL;
     d->marking = true;
-    d->mark_param = json_dumps(marks, JSON_COMPACT);
+    d->mark_param = buf_steal(&marks, NULL);
     d->mark_q =
         (struct pg_query){.sql = SQL_OUTBOX_MARK, .nparams = 1, .on_done = marks_written, .ctx = d};
     d->mark_q.params[0] = d->mark_param;
-    if (json_array_size(logs)) {
-        d->log_param = json_dumps(logs, JSON_COMPACT);
+    if (logs.len) {
+        buf_append(&logs, "]", 1);
+        d->log_param = buf_steal(&logs, NULL);
         d->log_q = (struct pg_query){.sql = SQL_INTEGRATION_LOGS,
                                      .nparams = 1,
                                      .prepare = true,
@@ -347,8 +380,7 @@ static void flush_marks(struct dispatcher *d)
         d->log_q.params[0] = d->log_param;
         pg_conn_submit(d->delivery_conn, &d->log_q);
     }
-    json_decref(marks);
-    json_decref(logs);
+    buf_deinit(&logs);
     pg_conn_submit(d->delivery_conn, &d->mark_q);
 }
 

@@ -1,7 +1,8 @@
 /*
  * Call-event parsing and per-target rendering (see event.h). Every target's body is built with
- * jansson from the stored payload, so what a target receives follows SPEC §6.1 member by member
- * and nothing is formatted by hand.
+ * jansson from the stored payload, so what a target receives follows SPEC §6.1 member by member.
+ * The stored payload itself is written by hand around one dump of `raw`: it is made for every
+ * accepted event, on an HTTP thread, and its members are plain strings.
  */
 #include "dispatch/event.h"
 
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/buf.h"
 #include "util/phone.h"
 
 static const char *opt_string(json_t *obj, const char *key, bool *bad)
@@ -62,18 +64,34 @@ void call_event_free(struct call_event *ev)
     memset(ev, 0, sizeof *ev);
 }
 
-json_t *call_event_payload(const struct call_event *ev, const char *name2)
+/* `,"key":` then s as a JSON string, or null when s is NULL or (if empty_is_null) "". */
+static void append_member(struct buf *b, const char *key, const char *s, bool empty_is_null)
 {
-    json_t *p = json_object();
-    json_object_set_new(p, "token", json_string(ev->token));
-    json_object_set_new(p, "uniqueId", json_string(ev->unique_id));
-    json_object_set_new(p, "event_type", json_string(ev->event_type));
-    json_object_set(p, "raw", ev->raw);
-    json_object_set_new(p, "record_url",
-                        ev->record_url ? json_string(ev->record_url) : json_null());
-    json_object_set_new(p, "origin", ev->origin ? json_string(ev->origin) : json_null());
-    json_object_set_new(p, "name2", name2 && *name2 ? json_string(name2) : json_null());
-    return p;
+    buf_append_str(b, key);
+    if (!s || (empty_is_null && !*s))
+        buf_append_str(b, "null");
+    else
+        buf_append_json_string(b, s, strlen(s));
+}
+
+char *call_event_payload_json(const struct call_event *ev, const char *name2)
+{
+    char *raw = json_dumps(ev->raw, JSON_COMPACT);
+    if (!raw)
+        return NULL;
+    struct buf b;
+    buf_init(&b, (size_t)1 << 40);
+    append_member(&b, "{\"token\":", ev->token, false);
+    append_member(&b, ",\"uniqueId\":", ev->unique_id, false);
+    append_member(&b, ",\"event_type\":", ev->event_type, false);
+    buf_append_str(&b, ",\"raw\":");
+    buf_append_str(&b, raw);
+    append_member(&b, ",\"record_url\":", ev->record_url, false);
+    append_member(&b, ",\"origin\":", ev->origin, false);
+    append_member(&b, ",\"name2\":", name2, true);
+    buf_append(&b, "}", 1);
+    free(raw);
+    return buf_steal(&b, NULL);
 }
 
 /* A raw field as text: strings as they are, integers printed; "" otherwise. */

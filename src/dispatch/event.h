@@ -28,9 +28,10 @@ struct call_event {
 int call_event_parse(const char *body, size_t len, struct call_event *ev);
 void call_event_free(struct call_event *ev);
 
-/* The outbox payload of an accepted event: the request's members plus the enterprise's name2
- * (NULL or "" when it has none). A new reference. */
-json_t *call_event_payload(const struct call_event *ev, const char *name2);
+/* The outbox payload of an accepted event as compact JSON text: the request's members plus the
+ * enterprise's name2 (NULL or "" when it has none: null). The caller frees it; NULL only when
+ * memory ran out. */
+char *call_event_payload_json(const struct call_event *ev, const char *name2);
 
 /* Where a delivery goes and what it carries. */
 struct delivery_body {
@@ -38,9 +39,9 @@ struct delivery_body {
     char *json;       /* malloc'd request body */
 };
 
-/* Renders `payload` (call_event_payload's shape) for `target`. `synthetic_dial` asks for the
- * retailcrm dial sent before a hangup whose dial was never delivered. `transform` is a §6.4 rule
- * for the call's line, or NULL. Returns 0, or -1 when the payload is malformed. */
+/* Renders `payload` (call_event_payload_json's shape, parsed) for `target`. `synthetic_dial` asks
+ * for the retailcrm dial sent before a hangup whose dial was never delivered. `transform` is a §6.4
+ * rule for the call's line, or NULL. Returns 0, or -1 when the payload is malformed. */
 int delivery_render(enum target_id target, const char *enterprise_number, json_t *payload,
                     bool synthetic_dial, const char *transform, struct delivery_body *out);
 

@@ -84,18 +84,23 @@ int buf_append_json_string(struct buf *b, const char *s, size_t len)
     static const char hex[] = "0123456789abcdef";
     size_t start = b->len;
     int rc = buf_append(b, "\"", 1);
+    size_t plain = 0; /* s[plain..i) is still to be copied as it is */
     for (size_t i = 0; rc == 0 && i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
+        if (c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        rc = buf_append(b, s + plain, i - plain);
+        plain = i + 1;
+        if (rc == 0 && c >= 0x20) {
             char esc[2] = {'\\', (char)c};
             rc = buf_append(b, esc, 2);
-        } else if (c < 0x20) {
+        } else if (rc == 0) {
             char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             rc = buf_append(b, esc, 6);
-        } else {
-            rc = buf_append(b, &s[i], 1);
         }
     }
+    if (rc == 0)
+        rc = buf_append(b, s + plain, len - plain);
     if (rc == 0)
         rc = buf_append(b, "\"", 1);
     if (rc) { /* all or nothing */

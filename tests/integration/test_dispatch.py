@@ -1084,7 +1084,8 @@ class DispatchDeliveryTest(DispatchCase):
   def log_rows(self, where="true"):
     return self.cluster.rows(
       "SELECT enterprise_number, integration_type, event_type, status, "
-      "coalesce(error_message, ''), request_data::text FROM integration_logs WHERE %s "
+      "coalesce(error_message, ''), request_data::text, response_data::text FROM integration_logs"
+      " WHERE %s "
       "ORDER BY integration_type, event_type, created_at" % where)
 
   def test_integration_logs_success(self):
@@ -1108,6 +1109,7 @@ class DispatchDeliveryTest(DispatchCase):
       request = json.loads(row[5])
       self.assertEqual(request.get("phone"), "+" + phone, row)
       self.assertEqual(request.get("enterprise_number"), "0211", row)
+      self.assertEqual(json.loads(row[6]), {"ok": True}, "the stand-in's answer: %r" % (row,))
     self.assertEqual(self.cluster.psql(
       "SELECT count(*) FROM integration_logs WHERE created_at IS NULL"), "0")
 
@@ -1115,7 +1117,7 @@ class DispatchDeliveryTest(DispatchCase):
     svc = self.start()
     uid, phone = new_uid(), new_phone()
     self.crm.ms.fail(2, 500, path=M_DIAL, where={"unique_id": uid})
-    self.crm.uon.respond(status=400, body={"detail": "rejected"}, path=U_DIAL,
+    self.crm.uon.respond(status=400, body={"detail": "rejected \"here\""}, path=U_DIAL,
                          where={"phone": "+" + phone})
     self.accept(svc, event(uid, "dial", raw_in(uid, phone), token="tok-0211"))
     self.delivered(self.crm.ms, M_DIAL, unique_id=uid, timeout=15)
@@ -1126,7 +1128,20 @@ class DispatchDeliveryTest(DispatchCase):
     self.assertEqual([r[1:4] for r in rows], [("ms", "dial", "success"),
                                               ("uon", "dial", "error")], rows)
     self.assertTrue(rows[1][4], "an abandoned delivery has an error_message")
+    self.assertEqual(json.loads(rows[1][6]), {"detail": 'rejected "here"'})
     self.assertEqual(len(self.crm.uon.requests(U_DIAL, phone="+" + phone)), 1)
+
+  def test_integration_logs_answer_that_is_not_json(self):
+    """A target's answer that is not a JSON object or array is logged as its status alone."""
+    svc = self.start()
+    uid, phone = new_uid(), new_phone()
+    self.crm.ms.respond(status=422, body=b"not json {", path=M_DIAL, where={"unique_id": uid})
+    self.crm.uon.respond(status=200, body=b"42", path=U_DIAL, where={"phone": "+" + phone})
+    self.accept(svc, event(uid, "dial", raw_in(uid, phone), token="tok-0211"))
+    wait_until(lambda: len(self.log_rows()) >= 2, 10, interval=0.2, message="2 log rows")
+    rows = self.log_rows()
+    self.assertEqual([(r[1], r[3], json.loads(r[6])) for r in rows],
+                     [("ms", "error", {"status": 422}), ("uon", "success", {"status": 200})])
 
 
 # ================================================================================================

@@ -292,11 +292,15 @@ class FreshnessTest(IntegrationTestCase):
                message="trigger still notifies after repeated migrations")
 
   def test_migrate_upgrades_an_outbox_of_an_earlier_version(self):
-    """An outbox created by an earlier release (B-tree on created_at, an index on every call, no
-    fillfactor) gets the current indexes and keeps its rows."""
+    """An outbox created by an earlier release (B-tree on created_at, an index on every call, the
+    target in the per-call pending index, no fillfactor) gets the current indexes and keeps its
+    rows."""
     self.cluster.psql(
         "DROP INDEX IF EXISTS integration_cache_outbox_dial_delivered;"
         " DROP INDEX integration_cache_outbox_created;"
+        " DROP INDEX integration_cache_outbox_pending_call;"
+        " CREATE INDEX integration_cache_outbox_pending_call ON integration_cache_outbox"
+        " (unique_id, target, id) WHERE state = 'pending';"
         " CREATE INDEX integration_cache_outbox_created ON integration_cache_outbox (created_at);"
         " CREATE INDEX integration_cache_outbox_call ON integration_cache_outbox (unique_id, target);"
         " ALTER TABLE integration_cache_outbox RESET (fillfactor);"
@@ -311,6 +315,8 @@ class FreshnessTest(IntegrationTestCase):
             " WHERE tablename = 'integration_cache_outbox'").splitlines())
     self.assertIn("USING brin (created_at)", indexes["integration_cache_outbox_created"])
     self.assertNotIn("integration_cache_outbox_call", indexes)
+    self.assertIn("(unique_id, id) WHERE (state = 'pending'::text)",
+                  indexes["integration_cache_outbox_pending_call"])
     self.assertIn("WHERE ((target = 'retailcrm'::text) AND (event_type = 'dial'::text)"
                   " AND (state = 'delivered'::text))",
                   indexes["integration_cache_outbox_dial_delivered"])

@@ -160,7 +160,19 @@ static void test_parse_id_length(void **state)
     invalid(body);
 }
 
-/* --- call_event_payload --- */
+/* --- call_event_payload_json --- */
+
+/* The payload text of a parsed event, parsed back; a new reference. */
+static json_t *payload_value(const struct call_event *ev, const char *name2)
+{
+    char *text = call_event_payload_json(ev, name2);
+    assert_non_null(text);
+    json_t *v = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    if (!v)
+        fail_msg("payload is not JSON: %s", text);
+    free(text);
+    return v;
+}
 
 static void test_payload(void **state)
 {
@@ -170,9 +182,10 @@ static void test_payload(void **state)
                            "\"raw\": {\"Phone\": \"1\"}, \"record_url\": \"" URL "\"}",
                            &ev),
                      0);
-    json_t *p = call_event_payload(&ev, "name-two");
-    json_t *q = call_event_payload(&ev, "");
-    call_event_free(&ev); /* the payload keeps what it needs */
+    json_t *p = payload_value(&ev, "name-two");
+    json_t *q = payload_value(&ev, "");
+    json_t *r = payload_value(&ev, NULL);
+    call_event_free(&ev);
     json_t *want = json_loads(
         "{\"token\": \"t\", \"uniqueId\": \"u\", \"event_type\": \"hangup\", \"raw\": {\"Phone\": "
         "\"1\"}, \"record_url\": \"" URL "\", \"origin\": null, \"name2\": \"name-two\"}",
@@ -180,9 +193,32 @@ static void test_payload(void **state)
     assert_true(json_equal(p, want));
     json_object_set_new(want, "name2", json_null());
     assert_true(json_equal(q, want));
+    assert_true(json_equal(r, want));
     json_decref(want);
     json_decref(p);
     json_decref(q);
+    json_decref(r);
+}
+
+/* Members that need escaping come back as they were sent. */
+static void test_payload_escapes(void **state)
+{
+    (void)state;
+    struct call_event ev;
+    const char *body = "{\"token\": \"t\\\"\\\\\", \"uniqueId\": \"u\\u0001\\n\\u00e9\u00e9\", "
+                       "\"event_type\": \"dial\", \"raw\": {\"Phone\": \"\\\"x\"}, "
+                       "\"origin\": \"download\"}";
+    assert_int_equal(parse(body, &ev), 0);
+    json_t *p = payload_value(&ev, "n\"2");
+    call_event_free(&ev);
+    assert_string_equal(json_string_value(json_object_get(p, "token")), "t\"\\");
+    assert_string_equal(json_string_value(json_object_get(p, "uniqueId")), "u\001\n\u00e9\u00e9");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(p, "raw"), "Phone")),
+                        "\"x");
+    assert_string_equal(json_string_value(json_object_get(p, "origin")), "download");
+    assert_string_equal(json_string_value(json_object_get(p, "name2")), "n\"2");
+    assert_true(json_is_null(json_object_get(p, "record_url")));
+    json_decref(p);
 }
 
 /* --- call_parties_of --- */
@@ -345,7 +381,7 @@ static json_t *payload_of(const char *body, const char *name2)
     struct call_event ev;
     if (parse(body, &ev) != 0)
         fail_msg("test body rejected: %s", body);
-    json_t *p = call_event_payload(&ev, name2);
+    json_t *p = payload_value(&ev, name2);
     call_event_free(&ev);
     return p;
 }
@@ -717,6 +753,7 @@ int main(void)
         cmocka_unit_test(test_parse_invalid),
         cmocka_unit_test(test_parse_id_length),
         cmocka_unit_test(test_payload),
+        cmocka_unit_test(test_payload_escapes),
         cmocka_unit_test(test_parties_call_type),
         cmocka_unit_test(test_parties_first_nonempty),
         cmocka_unit_test(test_parties_rules),
