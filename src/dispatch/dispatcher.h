@@ -20,9 +20,10 @@
 /* One accepted event on its way into the outbox. */
 struct dispatch_job {
     struct io_task task;
-    char *rows;        /* JSON array of outbox rows (intake.c's shape), owned by the job */
+    char *rows;        /* the event's outbox rows as one JSON object, owned by the job: event_id,
+                          enterprise_number, unique_id, event_type, payload, accepted_at and "targets",
+                          one row per target (queries.h, SQL_OUTBOX_INSERT) */
     unsigned lane_key; /* events with equal keys commit in order (a hash of the uniqueId) */
-    size_t nrows;
     /* Runs on the I/O thread once the event is durable (status 200) or could not be recorded
      * anywhere (503). */
     void (*done)(struct dispatch_job *j);

@@ -81,6 +81,7 @@ char *call_event_payload_json(const struct call_event *ev, const char *name2)
         return NULL;
     struct buf b;
     buf_init(&b, (size_t)1 << 40);
+    buf_reserve(&b, strlen(raw) + 512);
     append_member(&b, "{\"token\":", ev->token, false);
     append_member(&b, ",\"uniqueId\":", ev->unique_id, false);
     append_member(&b, ",\"event_type\":", ev->event_type, false);

@@ -30,7 +30,7 @@ static void finish_batch(struct dispatcher *d, struct dispatch_job *batch, int s
     }
 }
 
-/* "[rows1,rows2,...]" or, for the spool, "rows1\nrows2\n". */
+/* "[event1,event2,...]" or, for the spool, "event1\nevent2\n". */
 static char *join_batch(struct dispatch_job *batch, bool lines, size_t *len)
 {
     struct buf b;
@@ -115,7 +115,8 @@ static bool replay_next(struct dispatcher *d)
     size_t len;
     if (spool_next_chunk(d->spool, REPLAY_CHUNK, &chunk, &len) != 0 || !chunk)
         return false;
-    /* lines -> one JSON array of arrays; a corrupt line is skipped, never fatal */
+    /* lines -> one JSON array of events (an earlier version spooled arrays of rows; the INSERT
+     * takes both); a corrupt line is skipped, never fatal */
     struct buf b;
     buf_init(&b, (size_t)1 << 34);
     buf_append(&b, "[", 1);
@@ -124,7 +125,7 @@ static bool replay_next(struct dispatcher *d)
          line = nl + 1) {
         *nl = '\0';
         json_t *v = json_loads(line, 0, NULL);
-        if (json_is_array(v)) {
+        if (json_is_object(v) || json_is_array(v)) {
             buf_append_str(&b, lines++ ? "," : "");
             buf_append_str(&b, line);
         } else {

@@ -29,7 +29,7 @@ void buf_reset(struct buf *b)
         b->data[0] = '\0';
 }
 
-static int reserve(struct buf *b, size_t extra)
+int buf_reserve(struct buf *b, size_t extra)
 {
     if (extra > b->max || b->len > b->max - extra)
         return -E2BIG;
@@ -46,7 +46,7 @@ static int reserve(struct buf *b, size_t extra)
 
 int buf_append(struct buf *b, const void *data, size_t len)
 {
-    int rc = reserve(b, len);
+    int rc = buf_reserve(b, len);
     if (rc)
         return rc;
     if (len)
@@ -69,7 +69,7 @@ int buf_printf(struct buf *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return -EINVAL;
-    int rc = reserve(b, (size_t)n);
+    int rc = buf_reserve(b, (size_t)n);
     if (rc)
         return rc;
     va_start(ap, fmt);

@@ -19,6 +19,9 @@ void buf_deinit(struct buf *b);
 void buf_reset(struct buf *b);
 /* 0, or -E2BIG when the maximum would be exceeded (the buffer is left unchanged). */
 int buf_append(struct buf *b, const void *data, size_t len);
+/* Makes room for `extra` more bytes at once (a size hint that saves growing step by step);
+ * 0, or -E2BIG as buf_append. */
+int buf_reserve(struct buf *b, size_t extra);
 int buf_append_str(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal, quotes included. */

@@ -167,12 +167,20 @@ class DispatchTest(DispatchCase):
 
   def test_accepted_response(self):
     uid = new_uid()
+    before_ms = int(time.time() * 1000)
     body = self.accept(self.svc, event(uid, "dial", raw_in(uid, new_phone())),
                        targets=["retailcrm", "uon", "ms"])
     uid2 = new_uid()
     body2 = self.accept(self.svc, event(uid2, "dial", raw_in(uid2, new_phone())),
                         path=DISPATCH + "/", targets=["retailcrm", "uon", "ms"])
     self.assertNotEqual(body["event_id"], body2["event_id"])
+    # 32 hex digits, the first 12 the acceptance time in ms (ids grow with time, as in a UUIDv7)
+    for b in (body, body2):
+      self.assertRegex(b["event_id"], "^[0-9a-f]{32}$")
+    first, second = (int(b["event_id"][:12], 16) for b in (body, body2))
+    self.assertLessEqual(before_ms - 1, first)
+    self.assertLessEqual(first, second)
+    self.assertLessEqual(second, int(time.time() * 1000) + 1)
     self.delivered(self.crm.retailcrm, R_PATH, uniqueId=uid2)
 
   def test_invalid_payloads(self):
@@ -885,6 +893,30 @@ class DispatchDeliveryTest(DispatchCase):
     self.cluster.start()
     svc.restart()
     self.wait_all_delivered(calls, timeout=40)
+
+  def test_spool_of_an_earlier_version_replayed(self):
+    """A spool written before the upgrade (one line per event: an array of rows, each with its
+    "target") is replayed into the outbox beside one in the current shape (one object with
+    "targets"), and both events are delivered to every target."""
+    lines = []
+    calls = [(new_uid(), new_phone()) for _ in range(2)]
+    for n, (uid, phone) in enumerate(calls):
+      payload = {"token": "tok-0211", "uniqueId": uid, "event_type": "dial",
+                 "raw": raw_in(uid, phone), "record_url": None, "origin": None,
+                 "name2": "tok-0211"}
+      event_row = {"event_id": "spooled-%d-%s" % (n, uid), "enterprise_number": "0211",
+                   "unique_id": uid, "event_type": "dial", "payload": payload,
+                   "accepted_at": time.time()}
+      if n == 0:
+        lines.append([dict(event_row, target=t) for t in ("retailcrm", "uon", "ms")])
+      else:
+        lines.append(dict(event_row, targets=["retailcrm", "uon", "ms"]))
+    with open(os.path.join(self.spool, "outbox.spool"), "w") as f:
+      f.write("".join(json.dumps(line) + "\n" for line in lines))
+    self.start()
+    self.wait_all_delivered(calls, timeout=15)
+    self.assertEqual(self.cluster.psql(
+      "SELECT count(*) FROM integration_cache_outbox WHERE event_id LIKE 'spooled-%'"), "6")
 
   def first_answer_after_restart(self, svc, body):
     """Restarts svc and posts `body` as early as the service answers it with a 200 (anything

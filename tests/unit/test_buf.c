@@ -116,6 +116,24 @@ static void assert_json(const char *in, size_t len, const char *want)
     buf_deinit(&b);
 }
 
+static void test_reserve(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 100);
+    assert_int_equal(buf_reserve(&b, 90), 0);
+    assert_true(b.cap >= 91);
+    char *data = b.data;
+    size_t cap = b.cap;
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(buf_append_str(&b, "0123456789"), 0);
+    assert_ptr_equal(b.data, data); /* no growth after the hint */
+    assert_int_equal(b.cap, cap);
+    assert_int_equal(buf_reserve(&b, 11), -E2BIG); /* 90 + 11 > max */
+    assert_int_equal(b.len, 90);
+    buf_deinit(&b);
+}
+
 static void test_json_escaping(void **state)
 {
     (void)state;
@@ -209,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_growth_keeps_content),
         cmocka_unit_test(test_max_enforced),
         cmocka_unit_test(test_printf),
+        cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_json_escaping),
         cmocka_unit_test(test_json_escaping_appends),
         cmocka_unit_test(test_json_escaping_all_or_nothing),
