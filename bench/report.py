@@ -723,8 +723,8 @@ def dispatch_section(d, meta, rows, cells, clk_tck):
     if text is None:
       continue
     label = ("after the last round (deadline %s s)" % meta.get("drain_deadline")
-             if name == "final" else "before the %s-connection load (deadline 10 s)"
-             % name.replace("before-c", ""))
+             if name == "final" else "before the %s-connection load (deadline %s s)"
+             % (name.replace("before-c", ""), meta.get("drain_between", "10")))
     md.append("- %s: %s" % (label, text))
   md.append("")
   diagnosis = stall_diagnosis(d)
@@ -995,7 +995,7 @@ def main():
   dispatch_rows = read_tsv(os.path.join(d, "dispatch.tsv"))
   DRAIN_DEADLINES["final"] = meta.get("drain_deadline")
   for conns in {r["conns"] for r in dispatch_rows}:
-    DRAIN_DEADLINES["before-c" + conns] = "10"
+    DRAIN_DEADLINES["before-c" + conns] = meta.get("drain_between", "10")
   dcells = summarise_dispatch(dispatch_rows, clk_tck)
   print()
   print("Integration Cache Service vs nginx -- %s, %s cores (%s), median of %s rounds of %s s"

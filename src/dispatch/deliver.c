@@ -478,6 +478,12 @@ static void housekeeping_done(struct pg_query *q, const PGresult *res, const cha
 
 static void retention_done(struct pg_query *q, const PGresult *res, const char *error)
 {
+    /* PQcmdTuples takes a non-const result: libpq's signature, it does not write */
+    if (error || PQresultStatus(res) != PGRES_COMMAND_OK)
+        log_warn("outbox retention sweep failed: %s", error ? error : "unexpected result");
+    else if (strcmp(PQcmdTuples((PGresult *)res), "0") != 0)
+        log_info("outbox retention: deleted %s finished rows older than %ss",
+                 PQcmdTuples((PGresult *)res), q->params[0]);
     free(q->params[0]);
     free(q);
 }
@@ -546,7 +552,8 @@ void deliver_init(struct dispatcher *d)
     }
     d->poll_timer.fn = on_poll;
     d->housekeeping_timer.fn = on_housekeeping;
-    d->last_retention = d->last_summary = time_mono_now();
+    d->last_summary = time_mono_now();
+    d->last_retention = d->last_summary - 60; /* the first sweep comes with the first tick */
     io_timer_arm(d->loop, &d->poll_timer, d->set->dispatch_poll);
     io_timer_arm(d->loop, &d->housekeeping_timer, 2.0);
 }

@@ -26,13 +26,15 @@
  * same call and target is pending: a hangup never overtakes its dial. That check is a scalar
  * subquery on purpose: the planner must run it as one index probe per candidate row (the join it
  * may choose for NOT EXISTS on a table without statistics grows with the square of the backlog:
- * measured 63 s for 19k pending rows, against milliseconds this way). */
+ * measured 63 s for 19k pending rows, against milliseconds this way). The call is compared as
+ * one key, "<uniqueId> <target>", the expression of the per-call index (migrate.sql says why). */
 #define SQL_OUTBOX_CLAIM(transform)                                                                \
     "WITH due AS (SELECT o.id FROM integration_cache_outbox o "                                    \
     "WHERE o.target = $1 AND o.state = 'pending' AND o.next_attempt_at <= now() "                  \
     "AND (o.locked_until IS NULL OR o.locked_until < now()) "                                      \
     "AND o.id = (SELECT min(p.id) FROM integration_cache_outbox p WHERE "                          \
-    "p.unique_id = o.unique_id AND p.target = o.target AND p.state = 'pending') "                  \
+    "(p.unique_id || ' ' || p.target) = (o.unique_id || ' ' || o.target) "                         \
+    "AND p.state = 'pending') "                                                                    \
     "ORDER BY o.id LIMIT $2::int FOR UPDATE OF o SKIP LOCKED) "                                    \
     "UPDATE integration_cache_outbox o SET locked_by = $3, "                                       \
     "locked_until = now() + make_interval(secs => $4::float8), attempts = o.attempts + 1 "         \

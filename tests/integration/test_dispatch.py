@@ -894,6 +894,28 @@ class DispatchDeliveryTest(DispatchCase):
     svc.restart()
     self.wait_all_delivered(calls, timeout=40)
 
+  def test_outbox_retention(self):
+    """Finished rows older than --outbox-retention are deleted (the first sweep comes right after
+    the start); pending rows of any age and newer finished rows stay."""
+    def row(event_id, state, age, next_attempt="now()"):
+      return ("INSERT INTO integration_cache_outbox (event_id, enterprise_number, unique_id,"
+              " event_type, target, payload, state, created_at, next_attempt_at) VALUES"
+              " ('%s', '0211', 'ret.%s', 'dial', 'ms', '{}', '%s', now() - interval '%d seconds',"
+              " %s);" % (event_id, event_id, state, age, next_attempt))
+    self.cluster.psql(row("old-delivered", "delivered", 1000) + row("old-abandoned", "abandoned", 900)
+                      + row("old-pending", "pending", 1000, "now() + interval '1 day'")
+                      + row("new-delivered", "delivered", 100))
+    svc = self.start(outbox_retention=300)
+    wait_until(lambda: self.cluster.psql(
+        "SELECT count(*) FROM integration_cache_outbox WHERE event_id LIKE 'old-%'") == "1", 15,
+               interval=0.2, message="old finished rows deleted")
+    self.assertEqual(self.cluster.psql(
+        "SELECT string_agg(event_id, ',' ORDER BY event_id) FROM integration_cache_outbox"
+        " WHERE event_id IN ('old-delivered', 'old-abandoned', 'old-pending', 'new-delivered')"),
+        "new-delivered,old-pending")
+    wait_until(lambda: "outbox retention: deleted 2 finished rows older than 300s"
+               in svc.log_text(), 5, message="the sweep is logged")
+
   def test_spool_of_an_earlier_version_replayed(self):
     """A spool written before the upgrade (one line per event: an array of rows, each with its
     "target") is replayed into the outbox beside one in the current shape (one object with

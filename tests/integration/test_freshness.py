@@ -314,8 +314,10 @@ class FreshnessTest(IntegrationTestCase):
             "SELECT indexname, indexdef FROM pg_indexes"
             " WHERE tablename = 'integration_cache_outbox'").splitlines())
     self.assertIn("USING brin (created_at)", indexes["integration_cache_outbox_created"])
+    self.assertIn("(created_at) WHERE (state <> 'pending'::text)",
+                  indexes["integration_cache_outbox_finished"])
     self.assertNotIn("integration_cache_outbox_call", indexes)
-    self.assertIn("(unique_id, id) WHERE (state = 'pending'::text)",
+    self.assertIn("((((unique_id || ' '::text) || target)), id) WHERE (state = 'pending'::text)",
                   indexes["integration_cache_outbox_pending_call"])
     self.assertIn("WHERE ((target = 'retailcrm'::text) AND (event_type = 'dial'::text)"
                   " AND (state = 'delivered'::text))",

@@ -58,16 +58,19 @@ CREATE TABLE IF NOT EXISTS integration_cache_outbox (
 ALTER TABLE integration_cache_outbox SET (fillfactor = 70);
 -- Claims walk a target's pending rows in id order and, per row, look up the earliest pending row
 -- of the same call and target: both are index probes on these partial indexes, so a claim costs
--- the same with ten or a million rows waiting. The per-call index leaves `target` out on purpose
--- (a call has a handful of rows): with it, PostgreSQL could read that index for "target = $1"
--- and sort, a plan it picked from the statistics of a just-emptied outbox, that cost 60-90 ms per
--- claim once rows piled up (docs/PERFORMANCE-NOTES.md, section 7). Indexes of earlier versions
--- whose definition differs are replaced.
+-- the same with ten or a million rows waiting. The per-call index is keyed by one expression,
+-- "<uniqueId> <target>" (a target name has no space, so the key is unambiguous), which the claim
+-- compares as a whole: no other index can serve that lookup and this one cannot serve the scan by
+-- target. With separate columns PostgreSQL mixed the two up whenever the statistics were missing
+-- or came from an empty outbox, and a claim took from 90 ms to seconds once rows piled up
+-- (docs/PERFORMANCE-NOTES.md, section 7). Indexes of earlier versions whose definition differs
+-- are replaced.
 DROP INDEX IF EXISTS integration_cache_outbox_due;
 DO $$
 DECLARE
     want CONSTANT text[][] := ARRAY[
-        ['integration_cache_outbox_pending_call', '%(unique_id, id) WHERE (state = ''pending''::text)'],
+        ['integration_cache_outbox_pending_call',
+         '%((((unique_id || '' ''::text) || target)), id) WHERE (state = ''pending''::text)'],
         ['integration_cache_outbox_created', '%USING brin (created_at)']];
 BEGIN
     FOR i IN 1 .. array_length(want, 1) LOOP
@@ -81,14 +84,19 @@ $$;
 CREATE INDEX IF NOT EXISTS integration_cache_outbox_pending
     ON integration_cache_outbox (target, id) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS integration_cache_outbox_pending_call
-    ON integration_cache_outbox (unique_id, id) WHERE state = 'pending';
+    ON integration_cache_outbox ((unique_id || ' ' || target), id) WHERE state = 'pending';
 -- A retailcrm hangup asks whether its call's dial was delivered there: only those rows are indexed.
 DROP INDEX IF EXISTS integration_cache_outbox_call;
 CREATE INDEX IF NOT EXISTS integration_cache_outbox_dial_delivered
     ON integration_cache_outbox (unique_id)
     WHERE target = 'retailcrm' AND event_type = 'dial' AND state = 'delivered';
--- created_at grows with the insertion order, so a block-range index serves the retention sweep and
--- the dedup warm-up at start for a fraction of a B-tree's upkeep on every insert and update.
+-- created_at grows with the insertion order, so a block-range index serves the dedup warm-up at
+-- start (the newest rows) for a fraction of a B-tree's upkeep on every insert and update. The
+-- retention sweep, every minute, has a B-tree of its own over finished rows only: the block-range
+-- index cannot rule out ranges not yet summarized by vacuum, and the sweep then read the whole
+-- table (200 ms at 390,000 rows) to delete nothing.
+CREATE INDEX IF NOT EXISTS integration_cache_outbox_finished
+    ON integration_cache_outbox (created_at) WHERE state <> 'pending';
 CREATE INDEX IF NOT EXISTS integration_cache_outbox_created
     ON integration_cache_outbox USING brin (created_at);
 
