@@ -1237,8 +1237,14 @@ def main():
               "calls a hangup trails its dial by, per wrk thread):")
     md.append("")
     md.append("```")
+    md.append("scripts/pgcluster.sh stop TMP/pg; sync    # the cache's cluster is done")
     md.append("PGCLUSTER_FSYNC=on scripts/pgcluster.sh start TMP/pgd    # then "
               "shared_preload_libraries=pg_stat_statements, track_wal_io_timing=on, restart")
+    md.append("psql ... -c \"ALTER SYSTEM SET max_wal_size = '8GB'\" "
+              "-c \"ALTER SYSTEM SET min_wal_size = '3GB'\" -c \"SELECT pg_reload_conf()\"")
+    md.append("psql ... -c \"CREATE TABLE bench_wal_fill AS SELECT repeat('x', 900) AS x FROM "
+              "generate_series(1, 2000000)\" -c \"DROP TABLE bench_wal_fill\" -c CHECKPOINT    "
+              "# WAL segment files to reuse")
     md.append("python3 scripts/seed.py --count 1000 --first 1000 --config-bytes %s --no-extras "
               "| psql ...    # the same data" % meta.get("config_bytes"))
     md.append("DATABASE_URL=... %s migrate" % meta.get("binary"))

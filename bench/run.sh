@@ -42,8 +42,7 @@ LAG_SAMPLES=${BENCH_LAG_SAMPLES:-1000}
 DISPATCH_DURATION=${BENCH_DISPATCH_DURATION:-3}
 DRAIN_DEADLINE=${BENCH_DRAIN_DEADLINE:-90}
 # Each dispatch load starts from a drained outbox: deliveries (three per event) run slower than
-# the intake, and a backlog left by one load would be measured as part of the next (a growing
-# outbox brings vacuum, longer counts and scans; docs/PERFORMANCE-NOTES.md, sections 6 and 7).
+# the intake, and each load should start from the same state, not from what the one before left.
 DRAIN_BETWEEN=${BENCH_DRAIN_BETWEEN:-90}
 OUT=${BENCH_OUT:-$root/docs/PERFORMANCE.md}
 FIRST=1000 # enterprises 1000..1999: four digits each, so every /integrations path has one length
@@ -521,6 +520,13 @@ for n in $GROWTH_SIZES; do
   svc_pid=""
 done
 
+# The cache's cluster has done its part: stopped, and what it wrote flushed (sync), it does no
+# background work (autovacuum, checkpoints, write-back) on the cores and the disk that the
+# dispatch step's durable commits use.
+log "dispatch: stopping the cache's PostgreSQL and flushing its writes to the disk first"
+"$root/scripts/pgcluster.sh" stop "$tmp/pg"
+sync
+
 # Durable commits: a second cluster with fsync=on (synchronous_commit keeps its default, on), so
 # that every acknowledged event has been through a WAL flush to the disk. pg_stat_statements (group
 # commits per round, claim and write-back queries) and track_wal_io_timing (WAL fsync time) are
@@ -548,6 +554,17 @@ fi
 # checkpoint's full-page writes raised the intake p99 from ~7 to ~40 ms (docs/PERFORMANCE-NOTES.md,
 # section 6). A write-heavy outbox wants checkpoints on their timer; the README says so too.
 dpsql -c "ALTER SYSTEM SET max_wal_size = '8GB'" -c "SELECT pg_reload_conf()" >/dev/null
+# A PostgreSQL that has run for a while reuses ("recycles") its old WAL segment files. A new
+# cluster has none: every 16 MB of WAL it creates and zero-fills a new file, with an fsync, and
+# during the dispatch rounds that stalled the commits for 50-70 ms about once a second (wait
+# events IO:WALInitWrite and IO:WALInitSync; p99 at 10 connections 55 ms instead of 8 ms,
+# docs/PERFORMANCE-NOTES.md, section 7). So the cluster is brought to that steady state first:
+# min_wal_size keeps 3 GB of segments for reuse, and 2 GB of WAL is written and checkpointed.
+log "dispatch: writing 2 GB of WAL once, so that the dispatch step reuses WAL segment files"
+dpsql -c "ALTER SYSTEM SET min_wal_size = '3GB'" -c "SELECT pg_reload_conf()" >/dev/null
+PGOPTIONS='-c statement_timeout=300s' psql "$ddb" -X -q -v ON_ERROR_STOP=1 \
+  -c "CREATE TABLE bench_wal_fill AS SELECT repeat('x', 900) AS x FROM generate_series(1, 2000000)" \
+  -c "DROP TABLE bench_wal_fill" -c "CHECKPOINT" >/dev/null
 
 python3 "$root/scripts/seed.py" --count "$COUNT" --first "$FIRST" --config-bytes "$CONFIG_BYTES" \
   --no-extras | PGCLIENTENCODING=UTF8 psql "$ddb" -X -q -v ON_ERROR_STOP=1 >/dev/null
@@ -588,7 +605,7 @@ until [ "$(stats_get dispatch_delivered "$dsp_port")" -ge 3 ]; do
 done
 
 meta dispatch_loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
-meta dispatch_pg "fsync=$(dpsql -c 'SHOW fsync'), synchronous_commit=$(dpsql -c 'SHOW synchronous_commit'), wal_sync_method=$(dpsql -c 'SHOW wal_sync_method'), max_wal_size=$(dpsql -c 'SHOW max_wal_size'), checkpoint_timeout=$(dpsql -c 'SHOW checkpoint_timeout')"
+meta dispatch_pg "fsync=$(dpsql -c 'SHOW fsync'), synchronous_commit=$(dpsql -c 'SHOW synchronous_commit'), wal_sync_method=$(dpsql -c 'SHOW wal_sync_method'), max_wal_size=$(dpsql -c 'SHOW max_wal_size'), min_wal_size=$(dpsql -c 'SHOW min_wal_size') (WAL segments pre-written once), checkpoint_timeout=$(dpsql -c 'SHOW checkpoint_timeout')"
 meta dispatch_fs "$(df -T "$tmp/pgd" 2>/dev/null | awk 'NR == 2 {print $2 " on " $1}')"
 meta dispatch_enterprise "$dsp_number"
 meta dispatch_token "$dsp_token"
