@@ -69,8 +69,9 @@ static char *log_row(const struct delivery *dl, const char *state, const char *e
     buf_init(&b, (size_t)1 << 40);
     buf_append_str(&b, "{\"enterprise_number\":");
     buf_append_json_string(&b, dl->number, strlen(dl->number));
-    buf_printf(&b, ",\"integration_type\":\"%s\",\"event_type\":\"%s\",\"request_data\":",
-               target_names[dl->target], dl->event_type);
+    buf_printf(&b, ",\"integration_type\":\"%s\",\"event_type\":", target_names[dl->target]);
+    buf_append_json_string(&b, dl->event_type, strlen(dl->event_type)); /* as the row has it */
+    buf_append_str(&b, ",\"request_data\":");
     buf_append_str(&b, dl->body.json ? dl->body.json : "null");
     buf_append_str(&b, ",\"response_data\":");
     json_t *resp = response && response_len && response_len <= LOG_BODY_MAX
