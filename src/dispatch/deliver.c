@@ -86,10 +86,7 @@ static char *log_row(const struct delivery *dl, const char *state, const char *e
     json_decref(resp);
     buf_printf(&b, ",\"status\":\"%s\",\"error_message\":",
                strcmp(state, "delivered") == 0 ? "success" : "error");
-    if (error)
-        buf_append_json_string(&b, error, strlen(error));
-    else
-        buf_append_str(&b, "null");
+    buf_append_json_or_null(&b, error);
     buf_append(&b, "}", 1);
     return buf_steal(&b, NULL);
 }
@@ -352,10 +349,7 @@ static void flush_marks(struct dispatcher *d)
         buf_printf(&marks,
                    "%s{\"id\":%lld,\"state\":\"%s\",\"delay\":%s,\"error\":", marks.len ? "," : "[",
                    m->id, m->state, delay);
-        if (m->error)
-            buf_append_json_string(&marks, m->error, strlen(m->error));
-        else
-            buf_append_str(&marks, "null");
+        buf_append_json_or_null(&marks, m->error);
         buf_append(&marks, "}", 1);
         if (m->log_row) {
             buf_append_str(&logs, logs.len ? "," : "[");

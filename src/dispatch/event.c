@@ -64,14 +64,11 @@ void call_event_free(struct call_event *ev)
     memset(ev, 0, sizeof *ev);
 }
 
-/* `,"key":` then s as a JSON string, or null when s is NULL or (if empty_is_null) "". */
-static void append_member(struct buf *b, const char *key, const char *s, bool empty_is_null)
+/* `,"key":` then s as a JSON string, or null when s is NULL. */
+static void append_member(struct buf *b, const char *key, const char *s)
 {
     buf_append_str(b, key);
-    if (!s || (empty_is_null && !*s))
-        buf_append_str(b, "null");
-    else
-        buf_append_json_string(b, s, strlen(s));
+    buf_append_json_or_null(b, s);
 }
 
 char *call_event_payload_json(const struct call_event *ev, const char *name2)
@@ -82,14 +79,14 @@ char *call_event_payload_json(const struct call_event *ev, const char *name2)
     struct buf b;
     buf_init(&b, (size_t)1 << 40);
     buf_reserve(&b, strlen(raw) + 512);
-    append_member(&b, "{\"token\":", ev->token, false);
-    append_member(&b, ",\"uniqueId\":", ev->unique_id, false);
-    append_member(&b, ",\"event_type\":", ev->event_type, false);
+    append_member(&b, "{\"token\":", ev->token);
+    append_member(&b, ",\"uniqueId\":", ev->unique_id);
+    append_member(&b, ",\"event_type\":", ev->event_type);
     buf_append_str(&b, ",\"raw\":");
     buf_append_str(&b, raw);
-    append_member(&b, ",\"record_url\":", ev->record_url, false);
-    append_member(&b, ",\"origin\":", ev->origin, false);
-    append_member(&b, ",\"name2\":", name2, true);
+    append_member(&b, ",\"record_url\":", ev->record_url);
+    append_member(&b, ",\"origin\":", ev->origin);
+    append_member(&b, ",\"name2\":", name2 && *name2 ? name2 : NULL);
     buf_append(&b, "}", 1);
     free(raw);
     return buf_steal(&b, NULL);

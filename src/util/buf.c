@@ -111,6 +111,11 @@ int buf_append_json_string(struct buf *b, const char *s, size_t len)
     return rc;
 }
 
+int buf_append_json_or_null(struct buf *b, const char *s)
+{
+    return s ? buf_append_json_string(b, s, strlen(s)) : buf_append_str(b, "null");
+}
+
 char *buf_steal(struct buf *b, size_t *len)
 {
     if (!b->data)

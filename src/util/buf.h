@@ -26,5 +26,7 @@ int buf_append_str(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal, quotes included. */
 int buf_append_json_string(struct buf *b, const char *s, size_t len);
+/* Appends the NUL-terminated s as a JSON string, or null when s is NULL. */
+int buf_append_json_or_null(struct buf *b, const char *s);
 /* Hands the data to the caller (who frees it) and leaves the buffer empty. */
 char *buf_steal(struct buf *b, size_t *len);

@@ -116,6 +116,18 @@ static void assert_json(const char *in, size_t len, const char *want)
     buf_deinit(&b);
 }
 
+static void test_json_or_null(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 64);
+    assert_int_equal(buf_append_json_or_null(&b, NULL), 0);
+    assert_int_equal(buf_append_json_or_null(&b, "a\"b"), 0);
+    assert_int_equal(buf_append_json_or_null(&b, ""), 0);
+    assert_string_equal(b.data, "null\"a\\\"b\"\"\"");
+    buf_deinit(&b);
+}
+
 static void test_reserve(void **state)
 {
     (void)state;
@@ -228,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_max_enforced),
         cmocka_unit_test(test_printf),
         cmocka_unit_test(test_reserve),
+        cmocka_unit_test(test_json_or_null),
         cmocka_unit_test(test_json_escaping),
         cmocka_unit_test(test_json_escaping_appends),
         cmocka_unit_test(test_json_escaping_all_or_nothing),
