@@ -192,6 +192,15 @@ stats_get() {
   echo "${v:-0}"
 }
 
+# sql_of EXPR: the SQL text that a macro expression of src/*/queries.h expands to (through the C
+# preprocessor, so it is exactly what the service sends); empty when that fails.
+sql_of() {
+  printf '#include "db/queries.h"\n#include "dispatch/queries.h"\n%s\n' "$1" |
+    gcc -E -P -I "$root/src" - 2>/dev/null |
+    python3 -c 'import ast, sys; print(ast.literal_eval(sys.stdin.read().strip().splitlines()[-1]))' 2>/dev/null ||
+    true
+}
+
 # meta KEY VALUE: facts for the report.
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$tmp/meta.tsv"; }
 
@@ -477,7 +486,11 @@ svc_pid=""
 # The same cluster grows (seed.py skips numbers that exist); for each size a fresh service
 # starts, gets 3 x POST /cache/refresh (duration_ms from the answer), VmRSS / VmHWM are read, and
 # then bench/probe.py streams GETs on a keep-alive connection through one more refresh.
-printf 'enterprises\tserved\traw_bytes\trefresh_ms\tentries\trss_kb\thwm_kb\tanon_kb\tfile_kb\tstream\n' >"$tmp/growth.tsv"
+# What bounds the refresh from PostgreSQL's side: the time its backend needs to produce the rows
+# of the very statement (jsonb to text, decompression), from EXPLAIN ANALYZE, which runs the
+# query without sending the rows; jit off, as the service's sessions have it.
+load_sql=$(sql_of SQL_LOAD_ALL)
+printf 'enterprises\tserved\traw_bytes\trefresh_ms\tentries\trss_kb\thwm_kb\tanon_kb\tfile_kb\tstream\tpg_ms\n' >"$tmp/growth.tsv"
 for n in $GROWTH_SIZES; do
   log "cost growth: $n enterprises"
   if [ "$n" -gt "$COUNT" ]; then
@@ -510,12 +523,21 @@ for n in $GROWTH_SIZES; do
   # libraries, which every process linking them maps) + RssShmem
   anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$svc_pid/status")
   file=$(awk '/^RssFile:/ {print $2}' "/proc/$svc_pid/status")
+  pg_list=""
+  if [ -n "$load_sql" ]; then
+    for i in 1 2 3; do
+      pg=$(psql "$db" -X -A -t -q -c "SET jit = off" \
+        -c "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) $load_sql" 2>/dev/null |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Execution Time"])' 2>/dev/null) || pg=""
+      pg_list+="${pg_list:+,}${pg:--}"
+    done
+  fi
   python3 "$here/probe.py" refresh-stream --url "http://127.0.0.1:$gport" --paths "$tmp/paths-growth-$n.txt" \
     >"$tmp/growth-stream-$n.json" 2>"$tmp/growth-stream-$n.err" ||
     log "  refresh-stream probe failed: $(tail -n 1 "$tmp/growth-stream-$n.err")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$served" "$raw" "$ms_list" "${entries:--}" \
-    "$rss" "$hwm" "$anon" "$file" "growth-stream-$n.json" >>"$tmp/growth.tsv"
-  log "  refresh ms: $ms_list, entries ${entries:-?}, VmRSS $rss kB (raw JSON $raw bytes)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$served" "$raw" "$ms_list" "${entries:--}" \
+    "$rss" "$hwm" "$anon" "$file" "growth-stream-$n.json" "${pg_list:--}" >>"$tmp/growth.tsv"
+  log "  refresh ms: $ms_list (PostgreSQL alone: ${pg_list:--}), entries ${entries:-?}, VmRSS $rss kB (raw JSON $raw bytes)"
   stop_pid "$svc_pid" TERM
   svc_pid=""
 done
@@ -779,9 +801,7 @@ dpsql -F $'\t' -c "SELECT coalesce(to_char(last_autoanalyze, 'HH24:MI:SS'), 'nev
   : >"$tmp/dispatch-analyze.tsv"
 # the plan the claim gets now: the statement of src/dispatch/queries.h (through the C
 # preprocessor, so it is the text the service sends), explained for target uon and 32 rows
-claim_sql=$(printf '#include "dispatch/queries.h"\nSQL_OUTBOX_CLAIM(SQL_TRANSFORM_NONE)\n' |
-  gcc -E -P -I "$root/src" - 2>/dev/null |
-  python3 -c 'import ast, sys; print(ast.literal_eval(sys.stdin.read().strip()))' 2>/dev/null) || claim_sql=""
+claim_sql=$(sql_of 'SQL_OUTBOX_CLAIM(SQL_TRANSFORM_NONE)')
 if [ -n "$claim_sql" ]; then
   dpsql -c "PREPARE claim_plan(text, int, text, float8) AS $claim_sql" \
     -c "EXPLAIN EXECUTE claim_plan('uon', 32, 'bench', 30)" >"$tmp/dispatch-claim-plan.txt" 2>&1 || true

@@ -1,7 +1,9 @@
 /*
- * Building immutable cache entries from integrations_config text (see entry.h). jansson validates
- * the document and answers the enabled flags; the bytes that clients receive are slices of the
- * original text located by json_spans, so nothing is re-serialised.
+ * Building immutable cache entries from integrations_config text (see entry.h). One pass of
+ * json_scan validates the document and locates its members and each integration's "enabled" and
+ * "primary"; the bytes that clients receive are slices of the original text, so nothing is
+ * re-serialised. An entry is one allocation (the struct, its types, its text), sized before the
+ * views are written: a full refresh builds 100,000 of them and the reaper frees as many.
  */
 #include "cache/entry.h"
 
@@ -12,7 +14,6 @@
 
 #include "cache/json_scan.h"
 #include "targets.h"
-#include "util/buf.h"
 #include "util/timeutil.h"
 #include "util/xalloc.h"
 
@@ -38,20 +39,29 @@ bool integration_enabled(const char *value, size_t len)
     return false;
 }
 
-static struct cache_entry *entry_alloc(const char *number, uint64_t seq)
+struct entry_clock entry_clock_at(double real_now, double mono_now, double ttl)
 {
-    struct cache_entry *e = xcalloc(1, sizeof *e);
+    struct entry_clock c = {.real_now = real_now, .mono_now = mono_now, .ttl = ttl};
+    time_format_iso(real_now, c.iso, sizeof c.iso);
+    return c;
+}
+
+/* An entry with `extra` bytes after the struct for its types and text. */
+static struct cache_entry *entry_alloc(const char *number, uint64_t seq, size_t extra)
+{
+    struct cache_entry *e = xmalloc(sizeof *e + extra);
+    *e = (struct cache_entry){.seq = seq};
     atomic_init(&e->refs, 1);
-    e->seq = seq;
-    snprintf(e->number, sizeof e->number, "%s", number);
-    snprintf(e->primary, sizeof e->primary, "retailcrm"); /* SPEC §7 default */
+    size_t n = strnlen(number, sizeof e->number - 1); /* validated by the callers: 1-32 bytes */
+    memcpy(e->number, number, n);
+    memcpy(e->primary, "retailcrm", sizeof "retailcrm"); /* SPEC §7 default */
     return e;
 }
 
 struct cache_entry *entry_new_negative(const char *number, double mono_now, double ttl,
                                        uint64_t seq)
 {
-    struct cache_entry *e = entry_alloc(number, seq);
+    struct cache_entry *e = entry_alloc(number, seq, 0);
     e->negative = true;
     e->loaded_mono = mono_now;
     e->expires_mono = mono_now + ttl;
@@ -68,8 +78,6 @@ void entry_unref(struct cache_entry *e)
 {
     if (!e || atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
         return;
-    free(e->text);
-    free(e->types);
     free(e->name2);
     free(e->secret);
     free(e);
@@ -101,6 +109,10 @@ const struct entry_type *entry_find_type(const struct cache_entry *e, const char
     return NULL;
 }
 
+/* What json_scan looks for inside each integration (struct json_member.inner). */
+static const char *const inner_names[] = {"enabled", "primary", NULL};
+enum { INNER_ENABLED, INNER_PRIMARY };
+
 /* The members of one document, located by json_scan. */
 struct doc {
     const char *text;
@@ -120,43 +132,77 @@ static const char *member_name(const struct doc *d, const struct json_member *m,
 /* An integration's "enabled" rule (SPEC §2.1) and, for smart, its "primary". */
 static bool member_enabled(const struct doc *d, const struct json_member *m)
 {
-    struct json_member en;
-    return json_find_member(d->text + m->value_off, m->value_len, "enabled", &en) &&
-           integration_enabled(d->text + m->value_off + en.value_off, en.value_len);
+    const struct json_slice *en = &m->inner[INNER_ENABLED];
+    return en->len && integration_enabled(d->text + en->off, en->len);
 }
 
 static void note_primary(struct cache_entry *e, const struct doc *d, const struct json_member *m)
 {
-    struct json_member p;
+    const struct json_slice *p = &m->inner[INNER_PRIMARY];
     char primary[PARAM_MAX_LEN + 1];
-    const char *obj = d->text + m->value_off;
-    if (json_find_member(obj, m->value_len, "primary", &p) && p.kind == JK_STRING &&
-        json_decode_string(obj + p.value_off, p.value_len, true, primary, sizeof primary) &&
+    if (p->len && d->text[p->off] == '"' &&
+        json_decode_string(d->text + p->off, p->len, true, primary, sizeof primary) &&
         param_valid(PARAM_TYPE, primary, strlen(primary)))
         snprintf(e->primary, sizeof e->primary, "%s", primary);
 }
 
-/* Appends `"key":` of member m, after a comma unless it is the first written. */
-static int member_key(struct buf *b, const struct doc *d, const struct json_member *m, int written)
+/* The views are written into the entry's own allocation, sized beforehand by text_bound. */
+struct out {
+    char *start, *p, *end;
+    bool overflow; /* text_bound was wrong: the entry is refused rather than overrun */
+};
+
+static void put(struct out *o, const void *data, size_t n)
 {
-    int rc = buf_append_str(b, written ? ",\"" : "\"");
-    rc |= buf_append(b, d->text + m->key_off, m->key_len);
-    return rc | buf_append_str(b, "\":");
+    if ((size_t)(o->end - o->p) < n) {
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->p, data, n);
+    o->p += n;
 }
 
-/* Appends both views to `b`, recording offsets in `e`. Returns 0 or -E2BIG. */
-static int render_views(struct cache_entry *e, const struct doc *d, struct buf *b,
-                        unsigned *problems)
+static void put_str(struct out *o, const char *s)
 {
-    char iso[32];
-    time_format_iso(e->created_at, iso, sizeof iso);
-    /* literal pieces rather than buf_printf: this runs for every row of a full refresh */
-    int rc = buf_append_str(b, "{\"enterprise_number\":\"");
-    rc |= buf_append_str(b, e->number);
-    rc |= buf_append_str(b, "\",\"integrations\":");
-    e->integrations_off = b->len;
-    rc |= buf_append(b, "{", 1);
-    e->types = xcalloc((size_t)d->n + 1, sizeof *e->types);
+    put(o, s, strlen(s));
+}
+
+static size_t out_len(const struct out *o)
+{
+    return (size_t)(o->p - o->start);
+}
+
+/* The most bytes render_views writes for d. Literal pieces: 74 bytes of the config view and 77 of
+ * the status view, plus a timestamp of at most 31 bytes and two numbers of at most 23; per
+ * integration: `,"key":value` in the config view and `,"key":false` in the status view. */
+#define TEXT_FIXED_BOUND (74 + 77 + 31 + 2 * 23 + 1)
+static size_t text_bound(const struct doc *d, const char *number)
+{
+    size_t n = TEXT_FIXED_BOUND + strlen(number);
+    for (int i = 0; i < d->n; i++)
+        if (d->members[i].kind == JK_OBJECT)
+            n += 2 * d->members[i].key_len + d->members[i].value_len + 13;
+    return n;
+}
+
+/* Appends `"key":` of member m, after a comma unless it is the first written. */
+static void member_key(struct out *o, const struct doc *d, const struct json_member *m, int written)
+{
+    put_str(o, written ? ",\"" : "\"");
+    put(o, d->text + m->key_off, m->key_len);
+    put_str(o, "\":");
+}
+
+/* Writes both views to `o`, recording offsets in `e` (whose `types` has room for every object
+ * member). */
+static void render_views(struct cache_entry *e, const struct doc *d, struct out *o, const char *iso,
+                         unsigned *problems)
+{
+    put_str(o, "{\"enterprise_number\":\"");
+    put_str(o, e->number);
+    put_str(o, "\",\"integrations\":");
+    e->integrations_off = out_len(o);
+    put(o, "{", 1);
     int written = 0;
     for (int i = 0; i < d->n; i++) {
         const struct json_member *m = &d->members[i];
@@ -165,25 +211,25 @@ static int render_views(struct cache_entry *e, const struct doc *d, struct buf *
                 (*problems)++;
             continue;
         }
-        rc |= member_key(b, d, m, written++);
+        member_key(o, d, m, written++);
         char name[PARAM_MAX_LEN + 1];
         if (*member_name(d, m, name)) {
             struct entry_type *t = &e->types[e->ntypes++];
             memcpy(t->name, name, sizeof t->name);
-            t->off = b->len;
+            t->off = out_len(o);
             t->len = m->value_len;
         }
-        rc |= buf_append(b, d->text + m->value_off, m->value_len);
+        put(o, d->text + m->value_off, m->value_len);
     }
-    rc |= buf_append(b, "}", 1);
-    e->integrations_len = b->len - e->integrations_off;
-    rc |= buf_append_str(b, ",\"source\":\"cache\",\"cached_at\":\"");
-    rc |= buf_append_str(b, iso);
-    rc |= buf_append_str(b, "\"}");
-    e->config_len = b->len;
+    put(o, "}", 1);
+    e->integrations_len = out_len(o) - e->integrations_off;
+    put_str(o, ",\"source\":\"cache\",\"cached_at\":\"");
+    put_str(o, iso);
+    put_str(o, "\"}");
+    e->config_len = out_len(o);
 
-    e->status_off = b->len;
-    rc |= buf_append_str(b, "{\"integrations\":{");
+    e->status_off = out_len(o);
+    put_str(o, "{\"integrations\":{");
     written = 0;
     for (int i = 0; i < d->n; i++) {
         const struct json_member *m = &d->members[i];
@@ -197,30 +243,29 @@ static int render_views(struct cache_entry *e, const struct doc *d, struct buf *
                 e->enabled_targets |= 1u << t;
         if (strcmp(name, "smart") == 0)
             note_primary(e, d, m);
-        rc |= member_key(b, d, m, written++);
-        rc |= buf_append_str(b, on ? "true" : "false");
+        member_key(o, d, m, written++);
+        put_str(o, on ? "true" : "false");
     }
     char num[24];
-    rc |= buf_append_str(b, "},\"created_at\":");
-    rc |= buf_append(b, num, time_format_seconds(e->created_at, num));
-    rc |= buf_append_str(b, ",\"expires_at\":");
-    rc |= buf_append(b, num,
-                     time_format_seconds(e->created_at + (e->expires_mono - e->loaded_mono), num));
-    rc |= buf_append_str(b, ",\"age_seconds\":");
-    e->status_len = b->len - e->status_off;
-    return rc ? -1 : 0;
+    put_str(o, "},\"created_at\":");
+    put(o, num, time_format_seconds(e->created_at, num));
+    put_str(o, ",\"expires_at\":");
+    put(o, num, time_format_seconds(e->created_at + (e->expires_mono - e->loaded_mono), num));
+    put_str(o, ",\"age_seconds\":");
+    e->status_len = out_len(o) - e->status_off;
+    put(o, "", 1); /* NUL-terminated, for convenience */
 }
 
-/* Validates the document and locates its members; on failure sets *why. */
-static int doc_parse(struct doc *d, const char *config, size_t len, const char **why)
+/* Validates the document and locates its members into d->members (`room` of them; a larger
+ * array is allocated when there are more, which the caller frees if it differs); on failure sets
+ * *why. */
+static int doc_parse(struct doc *d, const char *config, size_t len, int room, const char **why)
 {
     d->text = config;
-    d->members = xcalloc(32, sizeof *d->members); /* enough for every config seen so far */
-    int n = json_scan_object(config, len, d->members, 32);
-    if (n > 32) { /* more members: once more with room for all of them */
-        free(d->members);
+    int n = json_scan_object(config, len, inner_names, d->members, room);
+    if (n > room) { /* more members: once more with room for all of them */
         d->members = xcalloc((size_t)n, sizeof *d->members);
-        n = json_scan_object(config, len, d->members, n);
+        n = json_scan_object(config, len, inner_names, d->members, n);
     }
     if (n == JSON_SCAN_NOT_OBJECT) {
         *why = "integrations_config is not a JSON object";
@@ -250,28 +295,30 @@ struct cache_entry *entry_build(const char *number, const char *config, size_t l
         *why = "integrations_config is larger than --max-config-bytes";
         return NULL;
     }
-    struct doc d = {0};
+    struct json_member room[32]; /* enough for every config seen so far */
+    struct doc d = {.members = room};
     struct cache_entry *e = NULL;
-    if (doc_parse(&d, config, len, why) == 0) {
-        e = entry_alloc(number, seq);
+    if (doc_parse(&d, config, len, 32, why) == 0) {
+        size_t nobj = 0;
+        for (int i = 0; i < d.n; i++)
+            nobj += d.members[i].kind == JK_OBJECT;
+        size_t bound = text_bound(&d, number);
+        e = entry_alloc(number, seq, nobj * sizeof *e->types + bound);
         e->known = true;
         e->loaded_mono = clock->mono_now;
         e->expires_mono = clock->mono_now + clock->ttl;
         e->created_at = clock->real_now;
-        struct buf b;
-        buf_init(&b, 4 * max_len + 4096);
-        if (render_views(e, &d, &b, problems) != 0) {
+        e->types = (struct entry_type *)(e + 1); /* sizeof *e keeps the alignment */
+        e->text = (char *)(e->types + nobj);
+        struct out o = {e->text, e->text, e->text + bound, false};
+        render_views(e, &d, &o, clock->iso, problems);
+        if (o.overflow) {
             *why = "integrations_config is too large to render";
-            buf_deinit(&b);
             entry_unref(e);
             e = NULL;
-        } else {
-            size_t text_len;
-            e->text = buf_steal(&b, &text_len);
-            e->text =
-                xrealloc(e->text, text_len + 1); /* give back the growth slack: 100k entries */
         }
     }
-    free(d.members);
+    if (d.members != room)
+        free(d.members);
     return e;
 }

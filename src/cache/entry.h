@@ -5,7 +5,7 @@
  * the table holds one reference). Built from the row's JSON text, byte for byte: every member of an
  * integration is served exactly as PostgreSQL stored it.
  *
- * Layout of `text` (one allocation):
+ * Layout of `text` (in the same allocation as the entry and its `types`):
  *   config view:  {"enterprise_number":"N","integrations":{...},"source":"cache","cached_at":"ISO"}
  *   status view:  {"integrations":{"ms":true,...},"created_at":X,"expires_at":Y,"age_seconds":
  * The status view ends where a per-request age and "}" follow; /config/{e}/{type} responses are
@@ -48,7 +48,11 @@ struct cache_entry {
 struct entry_clock {
     double real_now, mono_now; /* one reading for the whole build (a refresh shares it) */
     double ttl;
+    char iso[32]; /* real_now as clients see it in "cached_at", formatted once */
 };
+
+/* A clock for entry_build: the readings, and real_now formatted (local time, as TZ says). */
+struct entry_clock entry_clock_at(double real_now, double mono_now, double ttl);
 
 /* Builds a served enterprise's entry from its integrations_config text (validated here with a
  * strict parser; at most `max_len` bytes). `problems` (may be NULL) is incremented for every

@@ -1,9 +1,10 @@
 /*
  * Recursive-descent JSON validation without allocation (see json_scan.h). Every step checks the
  * end pointer before reading, and depth is bounded, so hostile input costs at most one pass.
+ * Strings, most of a config's bytes, are crossed eight bytes at a time up to the first byte that
+ * needs a look (a quote, a backslash, a control character or UTF-8).
  */
 #include "cache/json_scan.h"
-#include "cache/json_spans.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -12,7 +13,10 @@
 
 struct scan {
     const char *p, *end;
-    const char *base; /* the document's first byte: offsets are relative to it */
+    const char *base;         /* the document's first byte: offsets are relative to it */
+    const char *const *inner; /* names looked for one level down (json_scan_object) */
+    size_t inner_len[JSON_SCAN_MAX_INNER];
+    int ninner;
 };
 
 static void ws(struct scan *s)
@@ -51,11 +55,46 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+/* The high bit of each of the eight bytes in x that is a quote, a backslash, below 0x20 or above
+ * 0x7f, and maybe of bytes above the first such one. Each term is the "has a zero byte" test:
+ * exact for the lowest byte it flags, since a false flag needs a borrow from a byte below. */
+static uint64_t special8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
+    uint64_t hit = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
+                   ((x - ones * 0x20) & ~x) | x;
+    return hit & high;
+}
+
+/* Advances s->p inside a string to the first byte that needs a look, or to the end. */
+static void skip_plain(struct scan *s)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ /* the lowest flagged byte comes first in memory */
+    uint64_t word, hit;
+    while (s->end - s->p >= 8) {
+        memcpy(&word, s->p, 8);
+        hit = special8(word);
+        if (hit) {
+            s->p += __builtin_ctzll(hit) / 8;
+            return;
+        }
+        s->p += 8;
+    }
+#endif
+    while (s->p < s->end && (unsigned char)*s->p >= 0x20 && (unsigned char)*s->p < 0x80 &&
+           *s->p != '"' && *s->p != '\\')
+        s->p++;
+}
+
 /* s->p at the opening quote; leaves it after the closing one. */
 static bool string(struct scan *s)
 {
     s->p++;
-    while (s->p < s->end) {
+    for (;;) {
+        skip_plain(s);
+        if (s->p >= s->end)
+            return false;
         unsigned char c = (unsigned char)*s->p;
         if (c == '"') {
             s->p++;
@@ -88,7 +127,6 @@ static bool string(struct scan *s)
             s->p++;
         }
     }
-    return false;
 }
 
 static bool digits(struct scan *s)
@@ -131,11 +169,29 @@ static bool literal(struct scan *s, const char *word)
     return true;
 }
 
-static bool value(struct scan *s, int depth, enum json_kind *kind);
+static bool value(struct scan *s, int depth, enum json_kind *kind, struct json_member *owner);
 
-/* s->p at '{' or '['. Members of a top-level object are reported through m/max/count. */
+/* Which inner name the raw key text [key, key + len) decodes to, or -1. */
+static int inner_index(const struct scan *s, const char *key, size_t len)
+{
+    char decoded[64];
+    if (memchr(key, '\\', len)) {
+        if (!json_decode_string(key, len, false, decoded, sizeof decoded))
+            return -1; /* too long, or not ASCII: no inner name */
+        key = decoded;
+        len = strlen(decoded);
+    }
+    for (int k = 0; k < s->ninner; k++)
+        if (len == s->inner_len[k] && memcmp(key, s->inner[k], len) == 0)
+            return k;
+    return -1;
+}
+
+/* s->p at '{' or '['. Members of the top-level object are reported through m/max/count; members
+ * of an object that is a top-level member's value are matched against the inner names and
+ * recorded in `owner`. */
 static bool container(struct scan *s, int depth, bool object, struct json_member *m, int max,
-                      int *count)
+                      int *count, struct json_member *owner)
 {
     if (depth > JSON_SCAN_MAX_DEPTH)
         return false;
@@ -162,7 +218,7 @@ static bool container(struct scan *s, int depth, bool object, struct json_member
             s->p++;
             ws(s);
             const char *v = s->p;
-            if (!value(s, depth + 1, &cur.kind))
+            if (!value(s, depth + 1, &cur.kind, count ? &cur : NULL))
                 return false;
             cur.value_off = (size_t)(v - s->base);
             cur.value_len = (size_t)(s->p - v);
@@ -170,8 +226,12 @@ static bool container(struct scan *s, int depth, bool object, struct json_member
                 if (*count < max)
                     m[*count] = cur;
                 (*count)++;
+            } else if (owner) {
+                int k = inner_index(s, key + 1, cur.key_len);
+                if (k >= 0)
+                    owner->inner[k] = (struct json_slice){cur.value_off, cur.value_len};
             }
-        } else if (!value(s, depth + 1, &cur.kind)) {
+        } else if (!value(s, depth + 1, &cur.kind, NULL)) {
             return false;
         }
         ws(s);
@@ -188,17 +248,18 @@ static bool container(struct scan *s, int depth, bool object, struct json_member
     }
 }
 
-static bool value(struct scan *s, int depth, enum json_kind *kind)
+/* `owner`: the top-level member whose value this is, when it is one. */
+static bool value(struct scan *s, int depth, enum json_kind *kind, struct json_member *owner)
 {
     if (s->p >= s->end)
         return false;
     switch (*s->p) {
     case '{':
         *kind = JK_OBJECT;
-        return container(s, depth, true, NULL, 0, NULL);
+        return container(s, depth, true, NULL, 0, NULL, owner);
     case '[':
         *kind = JK_ARRAY;
-        return container(s, depth, false, NULL, 0, NULL);
+        return container(s, depth, false, NULL, 0, NULL, NULL);
     case '"':
         *kind = JK_STRING;
         return string(s);
@@ -217,9 +278,12 @@ static bool value(struct scan *s, int depth, enum json_kind *kind)
     }
 }
 
-int json_scan_object(const char *text, size_t len, struct json_member *members, int max)
+int json_scan_object(const char *text, size_t len, const char *const *inner,
+                     struct json_member *members, int max)
 {
-    struct scan s = {text, text + len, text};
+    struct scan s = {.p = text, .end = text + len, .base = text, .inner = inner};
+    for (; inner && inner[s.ninner] && s.ninner < JSON_SCAN_MAX_INNER; s.ninner++)
+        s.inner_len[s.ninner] = strlen(inner[s.ninner]);
     ws(&s);
     if (s.p >= s.end)
         return JSON_SCAN_INVALID;
@@ -227,10 +291,10 @@ int json_scan_object(const char *text, size_t len, struct json_member *members, 
     bool ok;
     bool is_object = *s.p == '{';
     if (is_object) {
-        ok = container(&s, 1, true, members, max, &count);
+        ok = container(&s, 1, true, members, max, &count, NULL);
     } else {
         enum json_kind kind;
-        ok = value(&s, 1, &kind);
+        ok = value(&s, 1, &kind, NULL);
     }
     ws(&s);
     if (!ok || s.p != s.end)
@@ -285,41 +349,4 @@ bool json_decode_string(const char *s, size_t len, bool quoted, char *out, size_
     }
     out[n] = '\0';
     return true;
-}
-
-static enum json_kind kind_of(char c)
-{
-    switch (c) {
-    case '{':
-        return JK_OBJECT;
-    case '[':
-        return JK_ARRAY;
-    case '"':
-        return JK_STRING;
-    case 't':
-        return JK_TRUE;
-    case 'f':
-        return JK_FALSE;
-    case 'n':
-        return JK_NULL;
-    default:
-        return JK_NUMBER;
-    }
-}
-
-bool json_find_member(const char *obj, size_t len, const char *name, struct json_member *out)
-{
-    struct json_span spans[256]; /* validated text: boundaries are all that is needed */
-    int n = json_object_spans(obj, len, spans, 256);
-    bool any = false;
-    for (int i = 0; i < n && i < 256; i++) {
-        char key[64];
-        if (json_decode_string(obj + spans[i].key_off, spans[i].key_len, false, key, sizeof key) &&
-            strcmp(key, name) == 0) {
-            *out = (struct json_member){spans[i].key_off, spans[i].key_len, spans[i].value_off,
-                                        spans[i].value_len, kind_of(obj[spans[i].value_off])};
-            any = true; /* the last one wins, as in most parsers */
-        }
-    }
-    return any;
 }

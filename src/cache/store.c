@@ -148,7 +148,8 @@ struct cache_table *cache_table_new(size_t expected)
      * large table (after a refresh) shrank it step by step and took seconds of CPU. Tables grow
      * only by point loads between refreshes, a small fraction. */
     t->ht = cds_lfht_new(size, size, size, 0, NULL);
-    t->tokens = cds_lfht_new(size, size, size, 0, NULL);
+    /* two tokens per enterprise (name2 and secret): chains as short as the entries' */
+    t->tokens = cds_lfht_new(2 * size, 2 * size, 2 * size, 0, NULL);
     if (!t->ht || !t->tokens) {
         fprintf(stderr, "FATAL cannot allocate the cache hash table\n");
         abort();

@@ -61,7 +61,7 @@ void loader_update_connected(struct loader *l)
 
 static struct entry_clock clock_now(const struct loader *l, double ttl)
 {
-    return (struct entry_clock){time_real_now(), time_mono_now(), ttl};
+    return entry_clock_at(time_real_now(), time_mono_now(), ttl);
 }
 
 /* Builds the entry for a row of SQL_ROW_COLUMNS shape at `row` (number, name2, secret, served,

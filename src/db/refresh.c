@@ -132,7 +132,7 @@ void refresh_start(struct loader *l, struct loader_request *waiter)
     r->seq = ++l->seq;
     r->skipped = 0;
     r->problems = 0;
-    r->clock = (struct entry_clock){time_real_now(), time_mono_now(), l->set->ttl};
+    r->clock = entry_clock_at(time_real_now(), time_mono_now(), l->set->ttl);
     r->q = (struct pg_query){.sql = SQL_LOAD_ALL,
                              .single_row = true,
                              .on_row = refresh_row,

@@ -19,14 +19,14 @@
 
 #define MAX_LEN (1 << 20)
 
-static const struct entry_clock clk = {
-    .real_now = 1757159026.198319, .mono_now = 1000.0, .ttl = 90.0};
+static struct entry_clock clk; /* set by use_utc, once TZ is UTC */
 
 static int use_utc(void **state)
 {
     (void)state;
     setenv("TZ", "UTC", 1);
     tzset();
+    clk = entry_clock_at(1757159026.198319, 1000.0, 90.0);
     return 0;
 }
 
@@ -437,17 +437,17 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_integration_enabled),
-        cmocka_unit_test_setup(test_build_status_view, use_utc),
-        cmocka_unit_test_setup(test_build_config_view, use_utc),
-        cmocka_unit_test_setup(test_build_type_slices, use_utc),
-        cmocka_unit_test_setup(test_build_preserves_bytes, use_utc),
-        cmocka_unit_test_setup(test_build_escaped_keys, use_utc),
-        cmocka_unit_test_setup(test_build_empty_config, use_utc),
+        cmocka_unit_test(test_build_status_view),
+        cmocka_unit_test(test_build_config_view),
+        cmocka_unit_test(test_build_type_slices),
+        cmocka_unit_test(test_build_preserves_bytes),
+        cmocka_unit_test(test_build_escaped_keys),
+        cmocka_unit_test(test_build_empty_config),
         cmocka_unit_test(test_build_rejects),
         cmocka_unit_test(test_build_max_len),
         cmocka_unit_test(test_build_bad_number),
         cmocka_unit_test(test_freshness),
         cmocka_unit_test(test_refs),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, use_utc, NULL);
 }

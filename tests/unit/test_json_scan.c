@@ -1,13 +1,14 @@
 /*
  * Unit tests for src/cache/json_scan: strict validation (structure, strings, escapes, UTF-8,
- * numbers, depth), member offsets of the top-level object, duplicate keys, and the helpers that
- * find a member and decode a string. Every invalid case must be rejected without reading past
- * the given length (ASan builds check that).
+ * numbers, depth, at every offset of the eight-byte string path), member offsets of the top-level
+ * object and of the members looked for one level down, duplicate keys, and string decoding. Every
+ * invalid case must be rejected without reading past the given length (ASan builds check that).
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -20,7 +21,7 @@ static int scan(const char *text, struct json_member *m, int max)
     size_t len = strlen(text);
     char *copy = malloc(len ? len : 1);
     memcpy(copy, text, len);
-    int n = json_scan_object(copy, len, m, max);
+    int n = json_scan_object(copy, len, NULL, m, max);
     free(copy);
     return n;
 }
@@ -113,7 +114,7 @@ static void test_member_offsets(void **state)
     (void)state;
     const char *doc = "{\"ms\": {\"enabled\": true}, \"note\": \"x\", \"k\\\"q\": [1]}";
     struct json_member m[4];
-    int n = json_scan_object(doc, strlen(doc), m, 4);
+    int n = json_scan_object(doc, strlen(doc), NULL, m, 4);
     assert_int_equal(n, 3);
     assert_memory_equal(doc + m[0].key_off, "ms", 2);
     assert_int_equal(m[0].key_len, 2);
@@ -124,7 +125,7 @@ static void test_member_offsets(void **state)
     assert_memory_equal(doc + m[2].key_off, "k\\\"q", m[2].key_len);
     assert_int_equal(m[2].kind, JK_ARRAY);
     /* fewer slots than members: the count still tells */
-    assert_int_equal(json_scan_object(doc, strlen(doc), m, 1), 3);
+    assert_int_equal(json_scan_object(doc, strlen(doc), NULL, m, 1), 3);
 }
 
 static void test_duplicates(void **state)
@@ -135,30 +136,85 @@ static void test_duplicates(void **state)
     assert_int_equal(scan("{\"a\":{\"b\":1,\"b\":2}}", m, 4), 1); /* only the top level */
 }
 
-static void test_find_member_and_decode(void **state)
+/* The slice of an inner member as a NUL-terminated copy ("" when absent). */
+static const char *inner_text(const char *doc, const struct json_member *m, int k)
+{
+    static char out[128];
+    snprintf(out, sizeof out, "%.*s", (int)m->inner[k].len, doc + m->inner[k].off);
+    return out;
+}
+
+static void test_inner_members(void **state)
 {
     (void)state;
-    const char *obj = "{\"api_key\": \"<KEY>\", \"enabled\": \"TRUE\", \"x\": {\"enabled\": 0}}";
-    struct json_member m;
-    assert_true(json_find_member(obj, strlen(obj), "enabled", &m));
-    assert_int_equal(m.kind, JK_STRING);
+    static const char *const names[] = {"enabled", "primary", NULL};
+    const char *doc = "{\"ms\": {\"api_key\": \"<KEY>\", \"enabled\": \"TRUE\", "
+                      "\"x\": {\"enabled\": 0}, \"primary\": \"uon\"},"
+                      " \"uon\": {\"enab\\u006ced\": 1, \"enabled\": true},"
+                      " \"smart\": {\"deep\": {\"primary\": \"ms\"}},"
+                      " \"list\": [{\"enabled\": true}], \"s\": \"enabled\"}";
+    struct json_member m[8];
+    size_t len = strlen(doc);
+    char *copy = malloc(len);
+    memcpy(copy, doc, len);
+    assert_int_equal(json_scan_object(copy, len, names, m, 8), 5);
+    free(copy);
+    assert_string_equal(inner_text(doc, &m[0], 0), "\"TRUE\""); /* not the nested one */
+    assert_string_equal(inner_text(doc, &m[0], 1), "\"uon\"");
+    assert_string_equal(inner_text(doc, &m[1], 0), "true"); /* escaped key matches; last wins */
+    assert_int_equal(m[1].inner[1].len, 0);
+    assert_int_equal(m[2].inner[0].len, 0); /* only one level down */
+    assert_int_equal(m[2].inner[1].len, 0);
+    assert_int_equal(m[3].inner[0].len, 0); /* arrays are not searched */
+    assert_int_equal(m[4].inner[0].len, 0);
+    /* without names nothing is looked for */
+    assert_int_equal(json_scan_object(doc, len, NULL, m, 8), 5);
+    assert_int_equal(m[0].inner[0].len, 0);
+}
+
+static void test_decode_string(void **state)
+{
+    (void)state;
     char out[16];
-    assert_true(json_decode_string(obj + m.value_off, m.value_len, true, out, sizeof out));
+    assert_true(json_decode_string("\"TRUE\"", 6, true, out, sizeof out));
     assert_string_equal(out, "TRUE");
-    assert_false(json_find_member(obj, strlen(obj), "primary", &m));
     assert_true(json_decode_string("a\\u0062\\n", 9, false, out, sizeof out));
     assert_string_equal(out, "ab\n");
     assert_false(json_decode_string("abcdef", 6, false, out, 4));           /* does not fit */
     assert_false(json_decode_string("\\u00e9", 6, false, out, sizeof out)); /* not ASCII */
 }
 
+/* The eight-byte fast path: every byte that needs a look is found wherever it sits in a word. */
+static void test_strings_at_every_offset(void **state)
+{
+    (void)state;
+    const char *const specials[] = {"\\\"", "\\\\", "\\u0041", "\xc3\xa9", "\xe2\x82\xac"};
+    const char *const wrong[] = {"\"", "\x01", "\x1f", "\x7f\xff", "\\q", "\xc3"};
+    for (int pad = 0; pad < 17; pad++) {
+        char doc[96];
+        for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++) {
+            snprintf(doc, sizeof doc, "{\"a\":\"%.*s%s%.*s\"}", pad, "01234567890123456",
+                     specials[k], 17 - pad, "abcdefghijklmnopq");
+            if (scan(doc, NULL, 0) != 1)
+                fail_msg("rejected %s", doc);
+        }
+        for (size_t k = 0; k < sizeof wrong / sizeof wrong[0]; k++) {
+            snprintf(doc, sizeof doc, "{\"a\":\"%.*s%s%.*s\"}", pad, "01234567890123456", wrong[k],
+                     17 - pad, "abcdefghijklmnopq");
+            if (scan(doc, NULL, 0) != JSON_SCAN_INVALID)
+                fail_msg("accepted %s", doc);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_documents),        cmocka_unit_test(test_invalid_documents),
-        cmocka_unit_test(test_not_an_object),          cmocka_unit_test(test_depth_bounded),
-        cmocka_unit_test(test_member_offsets),         cmocka_unit_test(test_duplicates),
-        cmocka_unit_test(test_find_member_and_decode),
+        cmocka_unit_test(test_valid_documents),         cmocka_unit_test(test_invalid_documents),
+        cmocka_unit_test(test_not_an_object),           cmocka_unit_test(test_depth_bounded),
+        cmocka_unit_test(test_member_offsets),          cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_inner_members),           cmocka_unit_test(test_decode_string),
+        cmocka_unit_test(test_strings_at_every_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

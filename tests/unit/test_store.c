@@ -19,7 +19,7 @@
 /* A positive entry expiring at mono time `expires`. */
 static struct cache_entry *pos(const char *number, uint64_t seq, double expires)
 {
-    const struct entry_clock clk = {.real_now = 1757159026.0, .mono_now = 0.0, .ttl = expires};
+    const struct entry_clock clk = entry_clock_at(1757159026.0, 0.0, expires);
     const char *why = NULL;
     const char *config = "{\"ms\": {\"enabled\": true}}";
     struct cache_entry *e =
