@@ -14,8 +14,13 @@
 
 #define SQL_LOAD_ONE SQL_ROW_COLUMNS "WHERE number = $1"
 #define SQL_LOAD_ALL SQL_ROW_COLUMNS
-/* A size hint for the next table, read just before SQL_LOAD_ALL on the same connection. */
-#define SQL_COUNT_ALL "SELECT count(*) FROM enterprises"
+/* A size hint for the next table, read just before SQL_LOAD_ALL on the same connection: the
+ * planner's row estimate, or a count when the table was never analyzed (counting 100,000 rows
+ * took 17 ms, on the refresh's critical path). */
+#define SQL_COUNT_ALL                                                                              \
+    "SELECT CASE WHEN c.reltuples > 0 THEN c.reltuples::bigint "                                   \
+    "ELSE (SELECT count(*) FROM enterprises) END "                                                 \
+    "FROM pg_class c WHERE c.oid = 'enterprises'::regclass"
 
 /* One statement: other keys untouched, NULL treated as {}. Returns whether the row is served. */
 #define SQL_PUT_CONFIG                                                                             \

@@ -15,7 +15,8 @@
 #include "util/timeutil.h"
 
 /* Tables do not resize (resizing made destroying a large one take seconds), so the new table is
- * sized from a count taken just before the rows are read. */
+ * sized from an estimate read just before the rows (or the current table's size, if larger: an
+ * estimate may lag behind the table's growth). */
 static void ensure_table(struct refresh_state *r, size_t expected)
 {
     if (!r->table)
@@ -26,8 +27,11 @@ static void count_done(struct pg_query *q, const PGresult *res, const char *erro
 {
     struct loader *l = q->ctx;
     if (!error && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-        l->refresh.running)
-        ensure_table(&l->refresh, (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10));
+        l->refresh.running) {
+        size_t estimate = (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        size_t now = cache_count(l->store);
+        ensure_table(&l->refresh, estimate > now ? estimate : now);
+    }
 }
 
 static void refresh_row(struct pg_query *q, const PGresult *row)
