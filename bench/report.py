@@ -656,7 +656,7 @@ def dispatch_detail(rows, clk_tck):
   header = ["conns", "round", "status", "events/s", "events", "p50", "p99", "max",
             "service CPU s", "split (per thread)", "PostgreSQL CPU s", "wrk CPU s", "other CPU s",
             "accepted", "outbox rows", "commits", "claims (mean ms)", "delivered",
-            "pending after", "claims running", "spooled"]
+            "pending after", "claims running", "spooled", "PostgreSQL background work"]
   out = []
   for r in rows:
     ticks, pg, busy, wrk = (num(r["cpu_ticks"]), num(r["pg_ticks"]), num(r["machine_ticks"]),
@@ -671,8 +671,26 @@ def dispatch_detail(rows, clk_tck):
                 "%.2f" % (ticks / clk_tck) if ticks is not None else "-", r["cpu_split"],
                 "%.2f" % (pg / clk_tck) if pg is not None else "-", r["wrk_cpu_s"], other,
                 r["accepted"], r["rows"], r["insert_calls"], claims, r["delivered"],
-                r["pending_after"], r["claims_running"], r["spooled"]])
+                r["pending_after"], r["claims_running"], r["spooled"], background_work(r)])
   return table(header, out)
+
+
+def background_work(r):
+  """What PostgreSQL did besides the load during a round (columns missing in older results)."""
+  parts = []
+  done, running = num(r.get("maintenance_done")), num(r.get("maintenance_running"))
+  ckpt, bufs = num(r.get("checkpoints")), num(r.get("checkpoint_buffers"))
+  if done:
+    parts.append("%d autovacuum/analyze finished" % done)
+  if running:
+    parts.append("%d autovacuum worker%s running at the end" % (running, "" if running == 1 else "s"))
+  if ckpt:
+    parts.append("checkpoint started")
+  if bufs:
+    parts.append("{:,.0f} buffers written by checkpoints".format(bufs))
+  if not parts and None in (done, running, ckpt, bufs):
+    return "-"
+  return "; ".join(parts) or "none"
 
 
 def dispatch_section(d, meta, rows, cells, clk_tck):

@@ -658,7 +658,11 @@ pg_ticks() {
 pgss_sql() { echo "(SELECT coalesce($2, 0) FROM pg_stat_statements WHERE query LIKE '$1%')"; }
 
 # pg_snap [ID0]: "max_id pending rows_after_ID0 insert_calls insert_ms claim_calls claim_ms
-# claims_running" of the outbox, pg_stat_statements and pg_stat_activity ("-": not known).
+# claims_running maintenance_done maintenance_running checkpoints checkpoint_buffers" of the
+# outbox, pg_stat_statements, pg_stat_activity and PostgreSQL's background work: autovacuum and
+# autoanalyze runs finished on the outbox and integration_logs, autovacuum workers running now,
+# checkpoints started and buffers they wrote ("-": not known). A slow round can then be matched
+# with the background work that ran during it.
 pg_snap() {
   local since="NULL" ss="NULL, NULL, NULL, NULL"
   [ -n "${1:-}" ] && since="(SELECT count(*) FROM integration_cache_outbox WHERE id > $1)"
@@ -670,8 +674,13 @@ pg_snap() {
   fi
   dpsql -F ' ' -c "SELECT (SELECT coalesce(max(id), 0) FROM integration_cache_outbox),
     (SELECT count(*) FROM integration_cache_outbox WHERE state = 'pending'), $since, $ss,
-    (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH due AS%')" ||
-    echo "0 - - - - - - -"
+    (SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH due AS%'),
+    (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables
+      WHERE relname IN ('integration_cache_outbox', 'integration_logs')),
+    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'),
+    (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
+    (SELECT buffers_checkpoint FROM pg_stat_bgwriter)" ||
+    echo "0 - - - - - - - - - - -"
 }
 
 # dstats: "accepted delivered spooled retried abandoned duplicates" from the dispatch service's /stats.
@@ -685,7 +694,7 @@ dstats() {
   echo "$out"
 }
 
-printf 'conns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tbad_body\tduplicates\tsocket_errors\tcpu_ticks\tcpu_split\tpg_ticks\twrk_cpu_s\tmachine_ticks\taccepted\tdelivered\tspooled\tretried\trows\tpending_after\tinsert_calls\tinsert_ms\tclaim_calls\tclaim_ms\tclaims_running\n' \
+printf 'conns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tbad_body\tduplicates\tsocket_errors\tcpu_ticks\tcpu_split\tpg_ticks\twrk_cpu_s\tmachine_ticks\taccepted\tdelivered\tspooled\tretried\trows\tpending_after\tinsert_calls\tinsert_ms\tclaim_calls\tclaim_ms\tclaims_running\tmaintenance_done\tmaintenance_running\tcheckpoints\tcheckpoint_buffers\n' \
   >"$tmp/dispatch.tsv"
 
 # measure_dispatch CONNS THREADS ROUND SECONDS: one wrk run of bench/dispatch.lua on the dispatch
@@ -729,9 +738,11 @@ measure_dispatch() {
     "$wrk_cpu" "$((busy1 - busy0))" "$((st1[0] - st0[0]))" "$((st1[1] - st0[1]))"
     "$((st1[2] - st0[2]))" "$((st1[3] - st0[3]))" "${snap1[2]}" "${snap1[1]}"
     "$(delta "${snap0[3]}" "${snap1[3]}")" "$(delta "${snap0[4]}" "${snap1[4]}")"
-    "$(delta "${snap0[5]}" "${snap1[5]}")" "$(delta "${snap0[6]}" "${snap1[6]}")" "${snap1[7]}")
+    "$(delta "${snap0[5]}" "${snap1[5]}")" "$(delta "${snap0[6]}" "${snap1[6]}")" "${snap1[7]}"
+    "$(delta "${snap0[8]}" "${snap1[8]}")" "${snap1[9]}" "$(delta "${snap0[10]}" "${snap1[10]}")"
+    "$(delta "${snap0[11]}" "${snap1[11]}")")
   (IFS=$'\t'; echo "${fields[*]}") >>"$tmp/dispatch.tsv"
-  log "  dispatch c=$conns round $round: $status, ${r[rps]:-?} events/s, p99 ${r[p99_us]:-?} us, $((st1[0] - st0[0])) accepted, ${snap1[1]} pending after"
+  log "  dispatch c=$conns round $round: $status, ${r[rps]:-?} events/s, p99 ${r[p99_us]:-?} us, $((st1[0] - st0[0])) accepted, ${snap1[1]} pending after; background: $(delta "${snap0[8]}" "${snap1[8]}") autovacuum/analyze done, ${snap1[9]} running, $(delta "${snap0[10]}" "${snap1[10]}") checkpoints"
 }
 
 # delta A B: B - A, or "-" when either is not a number.
