@@ -688,6 +688,11 @@ def background_work(r):
     parts.append("checkpoint started")
   if bufs:
     parts.append("{:,.0f} buffers written by checkpoints".format(bufs))
+  disk, dirty = num(r.get("disk_written_kb")), num(r.get("dirty_kb"))
+  if disk is not None:
+    parts.append("disk: %.0f MB written" % (disk / 1024.0))
+  if dirty is not None:
+    parts.append("%.0f MB dirty in the page cache at the end" % (dirty / 1024.0))
   if not parts and None in (done, running, ckpt, bufs):
     return "-"
   return "; ".join(parts) or "none"

@@ -178,6 +178,14 @@ timed_wrk() {
 
 # machine_busy: busy clock ticks of the whole machine (all cores) from /proc/stat; set against the
 # server's and wrk's CPU it shows whether something else ran during a measurement.
+# disk_written DEV: kB written to block device DEV so far (/proc/diskstats), or "-".
+disk_written() {
+  awk -v d="$1" '$3 == d {print $10 / 2; found = 1} END {if (!found) print "-"}' /proc/diskstats
+}
+
+# dirty_kb: the page cache's dirty and under-write-back data now, kB (/proc/meminfo).
+dirty_kb() { awk '/^(Dirty|Writeback):/ {s += $2} END {print s + 0}' /proc/meminfo; }
+
 machine_busy() {
   local _cpu user nice system _idle _iowait irq softirq _rest
   read -r _cpu user nice system _idle _iowait irq softirq _rest </proc/stat
@@ -576,6 +584,13 @@ fi
 # checkpoint's full-page writes raised the intake p99 from ~7 to ~40 ms (docs/PERFORMANCE-NOTES.md,
 # section 6). A write-heavy outbox wants checkpoints on their timer; the README says so too.
 dpsql -c "ALTER SYSTEM SET max_wal_size = '8GB'" -c "SELECT pg_reload_conf()" >/dev/null
+# Backends write the outbox's pages out of shared_buffers into the page cache, and the kernel
+# writes them to the disk 30 s later, in bursts. Forcing such a burst (sync) in the middle of a
+# 50-connection run stalled the commits for 100-270 ms (p99 100-220 ms); PostgreSQL's
+# backend_flush_after has the kernel write them back as they come, which kept the dirty page
+# cache at about 120 MB instead of growing by 170 MB every 6 s (docs/PERFORMANCE-NOTES.md,
+# section 9). The README advises operators the same.
+dpsql -c "ALTER SYSTEM SET backend_flush_after = '256kB'" -c "SELECT pg_reload_conf()" >/dev/null
 # A PostgreSQL that has run for a while reuses ("recycles") its old WAL segment files. A new
 # cluster has none: every 16 MB of WAL it creates and zero-fills a new file, with an fsync, and
 # during the dispatch rounds that stalled the commits for 50-70 ms about once a second (wait
@@ -627,7 +642,9 @@ until [ "$(stats_get dispatch_delivered "$dsp_port")" -ge 3 ]; do
 done
 
 meta dispatch_loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
-meta dispatch_pg "fsync=$(dpsql -c 'SHOW fsync'), synchronous_commit=$(dpsql -c 'SHOW synchronous_commit'), wal_sync_method=$(dpsql -c 'SHOW wal_sync_method'), max_wal_size=$(dpsql -c 'SHOW max_wal_size'), min_wal_size=$(dpsql -c 'SHOW min_wal_size') (WAL segments pre-written once), checkpoint_timeout=$(dpsql -c 'SHOW checkpoint_timeout')"
+meta dispatch_pg "fsync=$(dpsql -c 'SHOW fsync'), synchronous_commit=$(dpsql -c 'SHOW synchronous_commit'), wal_sync_method=$(dpsql -c 'SHOW wal_sync_method'), max_wal_size=$(dpsql -c 'SHOW max_wal_size'), min_wal_size=$(dpsql -c 'SHOW min_wal_size') (WAL segments pre-written once), checkpoint_timeout=$(dpsql -c 'SHOW checkpoint_timeout'), backend_flush_after=$(dpsql -c 'SHOW backend_flush_after')"
+# the block device under the dispatch cluster, for the disk writes of each round (/proc/diskstats)
+dsp_dev=$(basename "$(df "$tmp/pgd" 2>/dev/null | awk 'NR == 2 {print $1}')")
 meta dispatch_fs "$(df -T "$tmp/pgd" 2>/dev/null | awk 'NR == 2 {print $2 " on " $1}')"
 meta dispatch_enterprise "$dsp_number"
 meta dispatch_token "$dsp_token"
@@ -694,7 +711,7 @@ dstats() {
   echo "$out"
 }
 
-printf 'conns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tbad_body\tduplicates\tsocket_errors\tcpu_ticks\tcpu_split\tpg_ticks\twrk_cpu_s\tmachine_ticks\taccepted\tdelivered\tspooled\tretried\trows\tpending_after\tinsert_calls\tinsert_ms\tclaim_calls\tclaim_ms\tclaims_running\tmaintenance_done\tmaintenance_running\tcheckpoints\tcheckpoint_buffers\n' \
+printf 'conns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tbad_body\tduplicates\tsocket_errors\tcpu_ticks\tcpu_split\tpg_ticks\twrk_cpu_s\tmachine_ticks\taccepted\tdelivered\tspooled\tretried\trows\tpending_after\tinsert_calls\tinsert_ms\tclaim_calls\tclaim_ms\tclaims_running\tmaintenance_done\tmaintenance_running\tcheckpoints\tcheckpoint_buffers\tdisk_written_kb\tdirty_kb\n' \
   >"$tmp/dispatch.tsv"
 
 # measure_dispatch CONNS THREADS ROUND SECONDS: one wrk run of bench/dispatch.lua on the dispatch
@@ -718,9 +735,13 @@ measure_dispatch() {
   ticks0=$(cpu_ticks "$dsp_pid")
   mapfile -t each0 < <(cpu_each "${statfiles[@]}")
   pg0=$(pg_ticks "$tmp/pgd")
+  local disk0 disk1 dirty1
+  disk0=$(disk_written "$dsp_dev")
   busy0=$(machine_busy)
   timed_wrk "$out" "${cmd[@]}"
   busy1=$(machine_busy)
+  disk1=$(disk_written "$dsp_dev")
+  dirty1=$(dirty_kb)
   ticks1=$(cpu_ticks "$dsp_pid")
   mapfile -t each1 < <(cpu_each "${statfiles[@]}")
   pg1=$(pg_ticks "$tmp/pgd")
@@ -740,9 +761,9 @@ measure_dispatch() {
     "$(delta "${snap0[3]}" "${snap1[3]}")" "$(delta "${snap0[4]}" "${snap1[4]}")"
     "$(delta "${snap0[5]}" "${snap1[5]}")" "$(delta "${snap0[6]}" "${snap1[6]}")" "${snap1[7]}"
     "$(delta "${snap0[8]}" "${snap1[8]}")" "${snap1[9]}" "$(delta "${snap0[10]}" "${snap1[10]}")"
-    "$(delta "${snap0[11]}" "${snap1[11]}")")
+    "$(delta "${snap0[11]}" "${snap1[11]}")" "$(delta "$disk0" "$disk1")" "$dirty1")
   (IFS=$'\t'; echo "${fields[*]}") >>"$tmp/dispatch.tsv"
-  log "  dispatch c=$conns round $round: $status, ${r[rps]:-?} events/s, p99 ${r[p99_us]:-?} us, $((st1[0] - st0[0])) accepted, ${snap1[1]} pending after; background: $(delta "${snap0[8]}" "${snap1[8]}") autovacuum/analyze done, ${snap1[9]} running, $(delta "${snap0[10]}" "${snap1[10]}") checkpoints"
+  log "  dispatch c=$conns round $round: $status, ${r[rps]:-?} events/s, p99 ${r[p99_us]:-?} us, $((st1[0] - st0[0])) accepted, ${snap1[1]} pending after; background: $(delta "${snap0[8]}" "${snap1[8]}") autovacuum/analyze done, ${snap1[9]} running, $(delta "${snap0[10]}" "${snap1[10]}") checkpoints, $(delta "$disk0" "$disk1") kB written to $dsp_dev, $dirty1 kB dirty at the end"
 }
 
 # delta A B: B - A, or "-" when either is not a number.
