@@ -671,11 +671,11 @@ def dispatch_detail(rows, clk_tck):
                 "%.2f" % (ticks / clk_tck) if ticks is not None else "-", r["cpu_split"],
                 "%.2f" % (pg / clk_tck) if pg is not None else "-", r["wrk_cpu_s"], other,
                 r["accepted"], r["rows"], r["insert_calls"], claims, r["delivered"],
-                r["pending_after"], r["claims_running"], r["spooled"], background_work(r)])
+                r["pending_after"], r["claims_running"], r["spooled"], background_work(r, clk_tck)])
   return table(header, out)
 
 
-def background_work(r):
+def background_work(r, clk_tck):
   """What PostgreSQL did besides the load during a round (columns missing in older results)."""
   parts = []
   done, running = num(r.get("maintenance_done")), num(r.get("maintenance_running"))
@@ -693,6 +693,9 @@ def background_work(r):
     parts.append("disk: %.0f MB written" % (disk / 1024.0))
   if dirty is not None:
     parts.append("%.0f MB dirty in the page cache at the end" % (dirty / 1024.0))
+  steal = num(r.get("steal_ticks"))
+  if steal is not None:
+    parts.append("%.0f ms of CPU taken by the hypervisor (steal)" % (steal * 1000.0 / clk_tck))
   if not parts and None in (done, running, ckpt, bufs):
     return "-"
   return "; ".join(parts) or "none"

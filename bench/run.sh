@@ -183,6 +183,10 @@ disk_written() {
   awk -v d="$1" '$3 == d {print $10 / 2; found = 1} END {if (!found) print "-"}' /proc/diskstats
 }
 
+# machine_steal: clock ticks the hypervisor gave to others while this machine wanted to run
+# (/proc/stat "steal"); a stall nobody in the machine caused shows up here.
+machine_steal() { awk '/^cpu / {print $9}' /proc/stat; }
+
 # dirty_kb: the page cache's dirty and under-write-back data now, kB (/proc/meminfo).
 dirty_kb() { awk '/^(Dirty|Writeback):/ {s += $2} END {print s + 0}' /proc/meminfo; }
 
@@ -711,7 +715,7 @@ dstats() {
   echo "$out"
 }
 
-printf 'conns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tbad_body\tduplicates\tsocket_errors\tcpu_ticks\tcpu_split\tpg_ticks\twrk_cpu_s\tmachine_ticks\taccepted\tdelivered\tspooled\tretried\trows\tpending_after\tinsert_calls\tinsert_ms\tclaim_calls\tclaim_ms\tclaims_running\tmaintenance_done\tmaintenance_running\tcheckpoints\tcheckpoint_buffers\tdisk_written_kb\tdirty_kb\n' \
+printf 'conns\tthreads\tround\tstatus\trps\trequests\tp50_us\tp99_us\tmax_us\tnon200\tbad_body\tduplicates\tsocket_errors\tcpu_ticks\tcpu_split\tpg_ticks\twrk_cpu_s\tmachine_ticks\taccepted\tdelivered\tspooled\tretried\trows\tpending_after\tinsert_calls\tinsert_ms\tclaim_calls\tclaim_ms\tclaims_running\tmaintenance_done\tmaintenance_running\tcheckpoints\tcheckpoint_buffers\tdisk_written_kb\tdirty_kb\tsteal_ticks\n' \
   >"$tmp/dispatch.tsv"
 
 # measure_dispatch CONNS THREADS ROUND SECONDS: one wrk run of bench/dispatch.lua on the dispatch
@@ -735,12 +739,14 @@ measure_dispatch() {
   ticks0=$(cpu_ticks "$dsp_pid")
   mapfile -t each0 < <(cpu_each "${statfiles[@]}")
   pg0=$(pg_ticks "$tmp/pgd")
-  local disk0 disk1 dirty1
+  local disk0 disk1 dirty1 steal0 steal1
   disk0=$(disk_written "$dsp_dev")
+  steal0=$(machine_steal)
   busy0=$(machine_busy)
   timed_wrk "$out" "${cmd[@]}"
   busy1=$(machine_busy)
   disk1=$(disk_written "$dsp_dev")
+  steal1=$(machine_steal)
   dirty1=$(dirty_kb)
   ticks1=$(cpu_ticks "$dsp_pid")
   mapfile -t each1 < <(cpu_each "${statfiles[@]}")
@@ -761,9 +767,9 @@ measure_dispatch() {
     "$(delta "${snap0[3]}" "${snap1[3]}")" "$(delta "${snap0[4]}" "${snap1[4]}")"
     "$(delta "${snap0[5]}" "${snap1[5]}")" "$(delta "${snap0[6]}" "${snap1[6]}")" "${snap1[7]}"
     "$(delta "${snap0[8]}" "${snap1[8]}")" "${snap1[9]}" "$(delta "${snap0[10]}" "${snap1[10]}")"
-    "$(delta "${snap0[11]}" "${snap1[11]}")" "$(delta "$disk0" "$disk1")" "$dirty1")
+    "$(delta "${snap0[11]}" "${snap1[11]}")" "$(delta "$disk0" "$disk1")" "$dirty1" "$(delta "$steal0" "$steal1")")
   (IFS=$'\t'; echo "${fields[*]}") >>"$tmp/dispatch.tsv"
-  log "  dispatch c=$conns round $round: $status, ${r[rps]:-?} events/s, p99 ${r[p99_us]:-?} us, $((st1[0] - st0[0])) accepted, ${snap1[1]} pending after; background: $(delta "${snap0[8]}" "${snap1[8]}") autovacuum/analyze done, ${snap1[9]} running, $(delta "${snap0[10]}" "${snap1[10]}") checkpoints, $(delta "$disk0" "$disk1") kB written to $dsp_dev, $dirty1 kB dirty at the end"
+  log "  dispatch c=$conns round $round: $status, ${r[rps]:-?} events/s, p99 ${r[p99_us]:-?} us, $((st1[0] - st0[0])) accepted, ${snap1[1]} pending after; background: $(delta "${snap0[8]}" "${snap1[8]}") autovacuum/analyze done, ${snap1[9]} running, $(delta "${snap0[10]}" "${snap1[10]}") checkpoints, $(delta "$disk0" "$disk1") kB written to $dsp_dev, $dirty1 kB dirty at the end, $(delta "$steal0" "$steal1") ticks stolen"
 }
 
 # delta A B: B - A, or "-" when either is not a number.
