@@ -23,6 +23,11 @@ struct io_loop {
     struct io_timer *timers;
     pthread_mutex_t lock; /* guards the task queue only */
     struct io_task *head, *tail;
+    /* The batch epoll_wait returned, while its events are dispatched: a watch deleted by one
+     * callback (libcurl dropping a socket, say, whose memory its owner then frees) may still
+     * have an event further on, which must not be delivered (io_watch_del). */
+    struct epoll_event *batch;
+    int batch_n, batch_i;
 };
 
 static void drain_tasks(struct io_loop *loop, int fd, uint32_t events, void *ctx)
@@ -84,6 +89,9 @@ int io_watch_modify(struct io_loop *loop, struct io_watch *w, uint32_t events)
 void io_watch_del(struct io_loop *loop, struct io_watch *w)
 {
     epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+    for (int i = loop->batch_i + 1; i < loop->batch_n; i++)
+        if (loop->batch[i].data.ptr == w)
+            loop->batch[i].data.ptr = NULL;
 }
 
 void io_timer_arm(struct io_loop *loop, struct io_timer *t, double delay)
@@ -167,10 +175,14 @@ void io_loop_run(struct io_loop *loop)
             perror("FATAL epoll_wait");
             abort();
         }
-        for (int i = 0; i < n; i++) {
-            struct io_watch *w = events[i].data.ptr;
-            w->fn(loop, w->fd, events[i].events, w->ctx);
+        loop->batch = events;
+        loop->batch_n = n < 0 ? 0 : n;
+        for (loop->batch_i = 0; loop->batch_i < loop->batch_n; loop->batch_i++) {
+            struct io_watch *w = events[loop->batch_i].data.ptr;
+            if (w) /* NULL: deleted by an earlier callback of this batch */
+                w->fn(loop, w->fd, events[loop->batch_i].events, w->ctx);
         }
+        loop->batch_n = 0;
         /* Timers after I/O: when the thread was held up, the answers that arrived meanwhile are
          * taken in before any deadline is judged, so a late wake-up is not a timed-out query. */
         timeout = run_timers(loop);

@@ -44,6 +44,8 @@ void io_loop_stop(struct io_loop *loop);
 /* Registers w (which the caller keeps alive) for EPOLLIN/EPOLLOUT events; 0 or -errno. */
 int io_watch_add(struct io_loop *loop, struct io_watch *w);
 int io_watch_modify(struct io_loop *loop, struct io_watch *w, uint32_t events);
+/* Unregisters w; from then on no event reaches it, not even one already returned by epoll in the
+ * batch being dispatched, so its owner may free it at once. */
 void io_watch_del(struct io_loop *loop, struct io_watch *w);
 
 /* (Re)arms t to fire once after `delay` seconds; disarm is idempotent. */
