@@ -14,6 +14,7 @@
 
 #include "cache/json_scan.h"
 #include "targets.h"
+#include "util/buf.h"
 #include "util/timeutil.h"
 #include "util/xalloc.h"
 
@@ -146,35 +147,10 @@ static void note_primary(struct cache_entry *e, const struct doc *d, const struc
         snprintf(e->primary, sizeof e->primary, "%s", primary);
 }
 
-/* The views are written into the entry's own allocation, sized beforehand by text_bound. */
-struct out {
-    char *start, *p, *end;
-    bool overflow; /* text_bound was wrong: the entry is refused rather than overrun */
-};
-
-static void put(struct out *o, const void *data, size_t n)
-{
-    if ((size_t)(o->end - o->p) < n) {
-        o->overflow = true;
-        return;
-    }
-    memcpy(o->p, data, n);
-    o->p += n;
-}
-
-static void put_str(struct out *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-static size_t out_len(const struct out *o)
-{
-    return (size_t)(o->p - o->start);
-}
-
-/* The most bytes render_views writes for d. Literal pieces: 74 bytes of the config view and 77 of
- * the status view, plus a timestamp of at most 31 bytes and two numbers of at most 23; per
- * integration: `,"key":value` in the config view and `,"key":false` in the status view. */
+/* The most bytes render_views writes for d, its NUL included. Literal pieces: 74 bytes of the
+ * config view and 77 of the status view, plus a timestamp of at most 31 bytes and two numbers of
+ * at most 23; per integration: `,"key":value` in the config view and `,"key":false` in the status
+ * view. */
 #define TEXT_FIXED_BOUND (74 + 77 + 31 + 2 * 23 + 1)
 static size_t text_bound(const struct doc *d, const char *number)
 {
@@ -186,23 +162,24 @@ static size_t text_bound(const struct doc *d, const char *number)
 }
 
 /* Appends `"key":` of member m, after a comma unless it is the first written. */
-static void member_key(struct out *o, const struct doc *d, const struct json_member *m, int written)
+static int member_key(struct buf *b, const struct doc *d, const struct json_member *m, int written)
 {
-    put_str(o, written ? ",\"" : "\"");
-    put(o, d->text + m->key_off, m->key_len);
-    put_str(o, "\":");
+    int rc = buf_append_str(b, written ? ",\"" : "\"");
+    rc |= buf_append(b, d->text + m->key_off, m->key_len);
+    return rc | buf_append_str(b, "\":");
 }
 
-/* Writes both views to `o`, recording offsets in `e` (whose `types` has room for every object
- * member). */
-static void render_views(struct cache_entry *e, const struct doc *d, struct out *o, const char *iso,
-                         unsigned *problems)
+/* Appends both views to `b`, recording offsets in `e` (whose `types` has room for every object
+ * member). Returns 0, or -E2BIG when text_bound was wrong. */
+static int render_views(struct cache_entry *e, const struct doc *d, struct buf *b, const char *iso,
+                        unsigned *problems)
 {
-    put_str(o, "{\"enterprise_number\":\"");
-    put_str(o, e->number);
-    put_str(o, "\",\"integrations\":");
-    e->integrations_off = out_len(o);
-    put(o, "{", 1);
+    /* literal pieces rather than buf_printf: this runs for every row of a full refresh */
+    int rc = buf_append_str(b, "{\"enterprise_number\":\"");
+    rc |= buf_append_str(b, e->number);
+    rc |= buf_append_str(b, "\",\"integrations\":");
+    e->integrations_off = b->len;
+    rc |= buf_append(b, "{", 1);
     int written = 0;
     for (int i = 0; i < d->n; i++) {
         const struct json_member *m = &d->members[i];
@@ -211,25 +188,25 @@ static void render_views(struct cache_entry *e, const struct doc *d, struct out 
                 (*problems)++;
             continue;
         }
-        member_key(o, d, m, written++);
+        rc |= member_key(b, d, m, written++);
         char name[PARAM_MAX_LEN + 1];
         if (*member_name(d, m, name)) {
             struct entry_type *t = &e->types[e->ntypes++];
             memcpy(t->name, name, sizeof t->name);
-            t->off = out_len(o);
+            t->off = b->len;
             t->len = m->value_len;
         }
-        put(o, d->text + m->value_off, m->value_len);
+        rc |= buf_append(b, d->text + m->value_off, m->value_len);
     }
-    put(o, "}", 1);
-    e->integrations_len = out_len(o) - e->integrations_off;
-    put_str(o, ",\"source\":\"cache\",\"cached_at\":\"");
-    put_str(o, iso);
-    put_str(o, "\"}");
-    e->config_len = out_len(o);
+    rc |= buf_append(b, "}", 1);
+    e->integrations_len = b->len - e->integrations_off;
+    rc |= buf_append_str(b, ",\"source\":\"cache\",\"cached_at\":\"");
+    rc |= buf_append_str(b, iso);
+    rc |= buf_append_str(b, "\"}");
+    e->config_len = b->len;
 
-    e->status_off = out_len(o);
-    put_str(o, "{\"integrations\":{");
+    e->status_off = b->len;
+    rc |= buf_append_str(b, "{\"integrations\":{");
     written = 0;
     for (int i = 0; i < d->n; i++) {
         const struct json_member *m = &d->members[i];
@@ -243,17 +220,18 @@ static void render_views(struct cache_entry *e, const struct doc *d, struct out 
                 e->enabled_targets |= 1u << t;
         if (strcmp(name, "smart") == 0)
             note_primary(e, d, m);
-        member_key(o, d, m, written++);
-        put_str(o, on ? "true" : "false");
+        rc |= member_key(b, d, m, written++);
+        rc |= buf_append_str(b, on ? "true" : "false");
     }
     char num[24];
-    put_str(o, "},\"created_at\":");
-    put(o, num, time_format_seconds(e->created_at, num));
-    put_str(o, ",\"expires_at\":");
-    put(o, num, time_format_seconds(e->created_at + (e->expires_mono - e->loaded_mono), num));
-    put_str(o, ",\"age_seconds\":");
-    e->status_len = out_len(o) - e->status_off;
-    put(o, "", 1); /* NUL-terminated, for convenience */
+    rc |= buf_append_str(b, "},\"created_at\":");
+    rc |= buf_append(b, num, time_format_seconds(e->created_at, num));
+    rc |= buf_append_str(b, ",\"expires_at\":");
+    rc |= buf_append(b, num,
+                     time_format_seconds(e->created_at + (e->expires_mono - e->loaded_mono), num));
+    rc |= buf_append_str(b, ",\"age_seconds\":");
+    e->status_len = b->len - e->status_off;
+    return rc ? -1 : 0;
 }
 
 /* Validates the document and locates its members into d->members (`room` of them; a larger
@@ -310,9 +288,9 @@ struct cache_entry *entry_build(const char *number, const char *config, size_t l
         e->created_at = clock->real_now;
         e->types = (struct entry_type *)(e + 1); /* sizeof *e keeps the alignment */
         e->text = (char *)(e->types + nobj);
-        struct out o = {e->text, e->text, e->text + bound, false};
-        render_views(e, &d, &o, clock->iso, problems);
-        if (o.overflow) {
+        struct buf b; /* the entry's own bytes: the bound is exact, nothing grows */
+        buf_init_fixed(&b, e->text, bound);
+        if (render_views(e, &d, &b, clock->iso, problems) != 0) {
             *why = "integrations_config is too large to render";
             entry_unref(e);
             e = NULL;

@@ -16,6 +16,15 @@ void buf_init(struct buf *b, size_t max)
     b->max = max;
 }
 
+void buf_init_fixed(struct buf *b, char *storage, size_t size)
+{
+    b->data = storage;
+    b->data[0] = '\0';
+    b->len = 0;
+    b->cap = size;
+    b->max = size - 1; /* buf_reserve never needs more than cap: no growth */
+}
+
 void buf_deinit(struct buf *b)
 {
     free(b->data);

@@ -15,6 +15,10 @@ struct buf {
 };
 
 void buf_init(struct buf *b, size_t max);
+/* Writes into the caller's `storage` of `size` bytes (at least 1) and never grows: an append that
+ * would not fit, NUL included, fails with -E2BIG. The storage stays the caller's, so neither
+ * buf_deinit nor buf_steal applies. */
+void buf_init_fixed(struct buf *b, char *storage, size_t size);
 void buf_deinit(struct buf *b);
 void buf_reset(struct buf *b);
 /* 0, or -E2BIG when the maximum would be exceeded (the buffer is left unchanged). */

@@ -198,6 +198,29 @@ static void test_json_escaping_all_or_nothing(void **state)
     buf_deinit(&b);
 }
 
+/* The caller's storage, never grown: what fits is written NUL-terminated, what does not fails
+ * and leaves the content as it was. */
+static void test_fixed_storage(void **state)
+{
+    (void)state;
+    char storage[8];
+    memset(storage, 'z', sizeof storage);
+    struct buf b;
+    buf_init_fixed(&b, storage, sizeof storage);
+    assert_string_equal(storage, "");
+    assert_int_equal(buf_append_str(&b, "abc"), 0);
+    assert_int_equal(buf_printf(&b, "%d", 42), 0);
+    assert_ptr_equal(b.data, storage);
+    assert_string_equal(storage, "abc42");
+    assert_int_equal(buf_append_str(&b, "xyz"), -E2BIG); /* 8 bytes with the NUL: one too many */
+    assert_string_equal(storage, "abc42");
+    assert_int_equal(buf_append_str(&b, "xy"), 0); /* exactly full */
+    assert_ptr_equal(b.data, storage);
+    assert_string_equal(storage, "abc42xy");
+    assert_int_equal(buf_append(&b, "!", 1), -E2BIG);
+    assert_int_equal(b.len, 7);
+}
+
 static void test_steal(void **state)
 {
     (void)state;
@@ -244,6 +267,7 @@ int main(void)
         cmocka_unit_test(test_json_escaping),
         cmocka_unit_test(test_json_escaping_appends),
         cmocka_unit_test(test_json_escaping_all_or_nothing),
+        cmocka_unit_test(test_fixed_storage),
         cmocka_unit_test(test_steal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
