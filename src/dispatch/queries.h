@@ -26,15 +26,22 @@
  * same call and target is pending: a hangup never overtakes its dial. That check is a scalar
  * subquery on purpose: the planner must run it as one index probe per candidate row (the join it
  * may choose for NOT EXISTS on a table without statistics grows with the square of the backlog:
- * measured 63 s for 19k pending rows, against milliseconds this way). The call is compared as
- * one key, "<uniqueId> <target>", the expression of the per-call index (migrate.sql says why). */
+ * measured 63 s for 19k pending rows, against milliseconds this way). It looks the call up by its
+ * pending key, "<uniqueId> <target>" while the row is pending and NULL after (migrate.sql), and
+ * names no state: a subquery that said state = 'pending' could also be served by the target's
+ * pending index, and with statistics taken while the outbox was drained PostgreSQL chose that,
+ * walking every pending row for each candidate (1.8 s per claim at 120,000 rows waiting). The
+ * row passes if its id is <= the earliest (so equal, as the row itself is pending): PostgreSQL
+ * guesses that a third of the rows pass an inequality, but only 1 in 200 an equality, and with
+ * the latter it read and sorted every pending row of the target rather than walk them in order
+ * up to the limit (docs/PERFORMANCE-NOTES.md, section 11). */
 #define SQL_OUTBOX_CLAIM(transform)                                                                \
     "WITH due AS (SELECT o.id FROM integration_cache_outbox o "                                    \
     "WHERE o.target = $1 AND o.state = 'pending' AND o.next_attempt_at <= now() "                  \
     "AND (o.locked_until IS NULL OR o.locked_until < now()) "                                      \
-    "AND o.id = (SELECT min(p.id) FROM integration_cache_outbox p WHERE "                          \
-    "(p.unique_id || ' ' || p.target) = (o.unique_id || ' ' || o.target) "                         \
-    "AND p.state = 'pending') "                                                                    \
+    "AND o.id <= (SELECT min(p.id) FROM integration_cache_outbox p WHERE "                         \
+    "(CASE WHEN p.state = 'pending' THEN p.unique_id || ' ' || p.target END) = "                   \
+    "o.unique_id || ' ' || o.target) "                                                             \
     "ORDER BY o.id LIMIT $2::int FOR UPDATE OF o SKIP LOCKED) "                                    \
     "UPDATE integration_cache_outbox o SET locked_by = $3, "                                       \
     "locked_until = now() + make_interval(secs => $4::float8), attempts = o.attempts + 1 "         \

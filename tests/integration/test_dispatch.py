@@ -894,6 +894,51 @@ class DispatchDeliveryTest(DispatchCase):
     svc.restart()
     self.wait_all_delivered(calls, timeout=40)
 
+  def test_backlog_claimed_by_index_probes_after_statistics_of_a_drained_outbox(self):
+    """PostgreSQL's statistics of an outbox mostly come from moments when it was drained
+    (autovacuum analyzes a busy table often). A backlog that builds up afterwards (a target down
+    for a while) must still be claimed with one index probe per candidate row for "is an earlier
+    row of this call pending?". With such statistics the planner once answered that by walking
+    every pending row instead, for every candidate: 1.8 s per claim with 120,000 rows waiting,
+    seconds more as the backlog grew (docs/PERFORMANCE-NOTES.md, section 11). Counted, not timed:
+    the index entries PostgreSQL read per delivered row."""
+    c = self.cluster
+    c.psql("ALTER TABLE integration_cache_outbox SET (autovacuum_enabled = off)")
+    self.addCleanup(c.psql, "ALTER TABLE integration_cache_outbox RESET (autovacuum_enabled)")
+    c.psql("INSERT INTO integration_cache_outbox (event_id, enterprise_number, unique_id,"
+           " event_type, target, payload, state, delivered_at)"
+           " SELECT 'drained-' || g || '-' || t, '0211', 'drained.' || g, 'dial', t, '{}',"
+           " 'delivered', now() FROM generate_series(1, 10000) g,"
+           " unnest(ARRAY['retailcrm', 'uon', 'ms']) t;"
+           " ANALYZE integration_cache_outbox;")
+    calls = [(new_uid(), new_phone()) for _ in range(400)]
+    rows = []
+    for uid, phone in calls:
+      payload = json.dumps({"token": "tok-0211", "uniqueId": uid, "event_type": "dial",
+                            "raw": raw_in(uid, phone), "record_url": None, "origin": None,
+                            "name2": "tok-0211"})
+      for target in ("retailcrm", "uon", "ms"):
+        rows.append("('backlog-%s-%s', '0211', '%s', 'dial', '%s', '%s')"
+                    % (uid, target, uid, target, payload.replace("'", "''")))
+    c.psql("INSERT INTO integration_cache_outbox (event_id, enterprise_number, unique_id,"
+           " event_type, target, payload) VALUES %s;" % ", ".join(rows))
+    reads_sql = ("SELECT sum(idx_tup_read) FROM pg_stat_user_indexes"
+                 " WHERE relname = 'integration_cache_outbox'")
+    before = int(c.psql(reads_sql))
+    svc = self.start()
+    self.wait_all_delivered(calls, timeout=60)
+    wait_until(lambda: c.psql("SELECT count(*) FROM integration_cache_outbox WHERE event_id"
+                              " LIKE 'backlog-%' AND state = 'delivered'") == str(len(rows)),
+               15, interval=0.2, message="every backlog row marked delivered")
+    svc.stop()  # its backends exit, and a backend reports its counters when it exits
+    wait_until(lambda: c.psql("SELECT count(*) FROM pg_stat_activity"
+                              " WHERE application_name = 'integration_cache'") == "0", 10,
+               interval=0.1, message="the service's sessions ended")
+    per_row = (int(c.psql(reads_sql)) - before) / len(rows)
+    # an index probe per candidate reads a few entries per row; walking the pending rows for
+    # each candidate reads about as many entries per row as rows are pending (1,200 here)
+    self.assertLess(per_row, 60, "index entries read per delivered row")
+
   def test_outbox_retention(self):
     """Finished rows older than --outbox-retention are deleted (the first sweep comes right after
     the start); pending rows of any age and newer finished rows stay."""

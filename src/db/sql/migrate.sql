@@ -58,33 +58,31 @@ CREATE TABLE IF NOT EXISTS integration_cache_outbox (
 ALTER TABLE integration_cache_outbox SET (fillfactor = 70);
 -- Claims walk a target's pending rows in id order and, per row, look up the earliest pending row
 -- of the same call and target: both are index probes on these partial indexes, so a claim costs
--- the same with ten or a million rows waiting. The per-call index is keyed by one expression,
--- "<uniqueId> <target>" (a target name has no space, so the key is unambiguous), which the claim
--- compares as a whole: no other index can serve that lookup and this one cannot serve the scan by
--- target. With separate columns PostgreSQL mixed the two up whenever the statistics were missing
--- or came from an empty outbox, and a claim took from 90 ms to seconds once rows piled up
--- (docs/PERFORMANCE-NOTES.md, section 7). Indexes of earlier versions whose definition differs
--- are replaced.
+-- the same with ten or a million rows waiting. The per-call lookup goes by the row's pending key,
+-- "<uniqueId> <target>" while it is pending and NULL once it is finished (a target name has no
+-- space, so the key is unambiguous). The key carries the state, so the lookup names no state of
+-- its own, and only this index can serve it: when it said state = 'pending', the target's index
+-- below could serve it too, and PostgreSQL took that one whenever its statistics were missing or
+-- came from an empty or drained outbox, walking every pending row per candidate (from 90 ms to
+-- seconds per claim once rows piled up; docs/PERFORMANCE-NOTES.md, sections 7 and 11). Indexes of
+-- earlier versions are replaced.
 DROP INDEX IF EXISTS integration_cache_outbox_due;
+DROP INDEX IF EXISTS integration_cache_outbox_pending_call;
 DO $$
-DECLARE
-    want CONSTANT text[][] := ARRAY[
-        ['integration_cache_outbox_pending_call',
-         '%((((unique_id || '' ''::text) || target)), id) WHERE (state = ''pending''::text)'],
-        ['integration_cache_outbox_created', '%USING brin (created_at)']];
 BEGIN
-    FOR i IN 1 .. array_length(want, 1) LOOP
-        IF EXISTS (SELECT 1 FROM pg_indexes WHERE tablename = 'integration_cache_outbox'
-                   AND indexname = want[i][1] AND indexdef NOT LIKE want[i][2]) THEN
-            EXECUTE format('DROP INDEX %I', want[i][1]);
-        END IF;
-    END LOOP;
+    IF EXISTS (SELECT 1 FROM pg_indexes WHERE tablename = 'integration_cache_outbox'
+               AND indexname = 'integration_cache_outbox_created'
+               AND indexdef NOT LIKE '%USING brin (created_at)') THEN
+        DROP INDEX integration_cache_outbox_created;
+    END IF;
 END;
 $$;
 CREATE INDEX IF NOT EXISTS integration_cache_outbox_pending
     ON integration_cache_outbox (target, id) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS integration_cache_outbox_pending_call
-    ON integration_cache_outbox ((unique_id || ' ' || target), id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS integration_cache_outbox_pending_key
+    ON integration_cache_outbox
+    ((CASE WHEN state = 'pending' THEN unique_id || ' ' || target END), id)
+    WHERE (CASE WHEN state = 'pending' THEN unique_id || ' ' || target END) IS NOT NULL;
 -- A retailcrm hangup asks whether its call's dial was delivered there: only those rows are indexed.
 DROP INDEX IF EXISTS integration_cache_outbox_call;
 CREATE INDEX IF NOT EXISTS integration_cache_outbox_dial_delivered
