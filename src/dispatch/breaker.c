@@ -7,13 +7,18 @@ void breaker_init(struct breaker *b, unsigned threshold, double cooldown)
         .threshold = threshold ? threshold : 1, .cooldown = cooldown, .current_cooldown = cooldown};
 }
 
-unsigned breaker_allow(struct breaker *b, double now, unsigned want)
+enum breaker_state breaker_state_at(struct breaker *b, double now)
 {
     if (b->state == BREAKER_OPEN && now >= b->open_until) {
         b->state = BREAKER_HALF_OPEN;
         b->probing = false;
     }
-    switch (b->state) {
+    return b->state;
+}
+
+unsigned breaker_allow(struct breaker *b, double now, unsigned want)
+{
+    switch (breaker_state_at(b, now)) {
     case BREAKER_CLOSED:
         return want;
     case BREAKER_HALF_OPEN:

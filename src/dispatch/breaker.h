@@ -19,6 +19,8 @@ struct breaker {
 };
 
 void breaker_init(struct breaker *b, unsigned threshold, double cooldown);
+/* The state at `now`: an open breaker whose cooldown has passed becomes half-open. */
+enum breaker_state breaker_state_at(struct breaker *b, double now);
 /* How many deliveries may start now, given `want`: want when closed, 0 or 1 otherwise. */
 unsigned breaker_allow(struct breaker *b, double now, unsigned want);
 void breaker_success(struct breaker *b);

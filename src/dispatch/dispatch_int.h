@@ -8,6 +8,8 @@
 #include "dispatch/dispatcher.h"
 #include "dispatch/spool.h"
 
+struct delivery; /* deliver.c */
+
 struct target_state {
     struct target_stats stats;
     struct breaker breaker;
@@ -15,6 +17,9 @@ struct target_state {
     bool claiming, claim_again;
     struct pg_query claim_q;
     char claim_params[3][64];
+    /* claimed rows waiting for a delivery slot, oldest first */
+    struct delivery *ready, *ready_tail;
+    long nready;
 };
 
 struct mark; /* deliver.c */

@@ -78,6 +78,12 @@
 #define SQL_OUTBOX_RELEASE                                                                         \
     "UPDATE integration_cache_outbox SET locked_by = NULL, locked_until = NULL "                   \
     "WHERE locked_by = $1 AND state = 'pending'"
+/* $1: ids ({1,2,...}) of rows this instance claimed and did not send, $2 instance: back to any
+ * worker at once, their claim's attempt taken back. */
+#define SQL_OUTBOX_UNCLAIM                                                                         \
+    "UPDATE integration_cache_outbox SET locked_by = NULL, locked_until = NULL, "                  \
+    "attempts = attempts - 1 WHERE id = ANY($1::bigint[]) AND locked_by = $2 AND state = "         \
+    "'pending'"
 #define SQL_OUTBOX_RECENT                                                                          \
     "SELECT DISTINCT unique_id, event_type, extract(epoch FROM created_at)::float8 "               \
     "FROM integration_cache_outbox WHERE created_at > now() - interval '300 seconds'"

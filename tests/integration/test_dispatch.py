@@ -815,6 +815,36 @@ class DispatchDeliveryTest(DispatchCase):
     wait_until(lambda: self.target_stats(svc, "ms")["pending"] == 0, 10, interval=0.2,
                message="ms pending back to 0")
 
+  def test_queued_rows_handed_back_when_the_breaker_opens(self):
+    """Claimed rows wait in a queue for a delivery slot: never more than --delivery-concurrency
+    requests at a time go to a target. When its breaker opens, the rows still queued go back to
+    the outbox at once (no lease held, their claim's attempt taken back), instead of waiting out
+    the breaker's cooldown under this instance's lease."""
+    svc = self.start(delivery_concurrency=2, breaker_failures=2, breaker_cooldown=deadline(5))
+    self.crm.ms.delay(deadline(0.5), status=500, body={"detail": "slow and down"}, path=M_DIAL)
+    calls = self.send_dials(svc, 8)
+    most = 0
+    t_end = time.monotonic() + deadline(5)
+    while time.monotonic() < t_end and self.target_stats(svc, "ms")["breaker"] == "closed":
+      most = max(most, self.crm.ms.hanging())
+      time.sleep(0.01)
+    self.assertEqual(self.target_stats(svc, "ms")["breaker"], "open")
+    self.assertLessEqual(most, 2, "ms requests waiting at once")
+    self.assertGreaterEqual(most, 1)
+    wait_until(lambda: "2 claimed rows handed back to the outbox" in svc.log_text()
+               or "1 claimed rows handed back to the outbox" in svc.log_text(), 5,
+               message="queued rows handed back")
+    ms_rows = ("SELECT count(*) FILTER (WHERE locked_by IS NOT NULL), sum(attempts)"
+               " FROM integration_cache_outbox WHERE target = 'ms'")
+    # once the failed attempts are written back, no ms row is held and each attempt counted
+    # was a request the stand-in saw
+    wait_until(lambda: self.cluster.rows(ms_rows)[0][0] == "0", 5, interval=0.1,
+               message="no ms row under a lease")
+    self.assertEqual(int(self.cluster.rows(ms_rows)[0][1]), self.crm.ms.count(M_DIAL))
+    self.assertLessEqual(self.crm.ms.count(M_DIAL), 3, "sent while the breaker was closed")
+    self.crm.ms.release()
+    self.wait_all_delivered(calls, timeout=deadline(30), targets=("ms",))
+
   def test_retry_horizon_then_abandoned(self):
     svc = self.start(retry_horizon=1)
     self.crm.ms.respond(status=500, body={"detail": "down for good"}, path=M_DIAL)

@@ -41,6 +41,25 @@ static void test_opens_after_threshold(void **state)
     assert_int_equal(breaker_allow(&b, T0, 5), 0);
 }
 
+/* The claim asks the state without taking the probe: the cooldown's end turns open into
+ * half-open, and the probe is still there for the first breaker_allow. */
+static void test_state_at_takes_no_probe(void **state)
+{
+    (void)state;
+    struct breaker b;
+    breaker_init(&b, 1, COOLDOWN);
+    breaker_failure(&b, T0);
+    assert_int_equal(breaker_state_at(&b, T0 + COOLDOWN - 0.001), BREAKER_OPEN);
+    assert_int_equal(breaker_state_at(&b, T0 + COOLDOWN), BREAKER_HALF_OPEN);
+    assert_int_equal(breaker_state_at(&b, T0 + COOLDOWN), BREAKER_HALF_OPEN);
+    assert_false(b.probing);
+    assert_int_equal(breaker_allow(&b, T0 + COOLDOWN, 3), 1);
+    assert_true(b.probing);
+    assert_int_equal(breaker_state_at(&b, T0 + COOLDOWN), BREAKER_HALF_OPEN);
+    breaker_success(&b);
+    assert_int_equal(breaker_state_at(&b, T0 + COOLDOWN), BREAKER_CLOSED);
+}
+
 static void test_success_resets_count(void **state)
 {
     (void)state;
@@ -157,11 +176,17 @@ static void test_state_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_closed_allows_want),    cmocka_unit_test(test_opens_after_threshold),
-        cmocka_unit_test(test_success_resets_count),  cmocka_unit_test(test_threshold_one),
-        cmocka_unit_test(test_open_until_cooldown),   cmocka_unit_test(test_half_open_one_probe),
-        cmocka_unit_test(test_half_open_want_zero),   cmocka_unit_test(test_probe_success_closes),
-        cmocka_unit_test(test_probe_failure_doubles), cmocka_unit_test(test_state_names),
+        cmocka_unit_test(test_closed_allows_want),
+        cmocka_unit_test(test_opens_after_threshold),
+        cmocka_unit_test(test_success_resets_count),
+        cmocka_unit_test(test_threshold_one),
+        cmocka_unit_test(test_open_until_cooldown),
+        cmocka_unit_test(test_half_open_one_probe),
+        cmocka_unit_test(test_half_open_want_zero),
+        cmocka_unit_test(test_probe_success_closes),
+        cmocka_unit_test(test_probe_failure_doubles),
+        cmocka_unit_test(test_state_names),
+        cmocka_unit_test(test_state_at_takes_no_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
