@@ -175,7 +175,6 @@ static void on_response(struct upstream_req *r, long status, const char *body, s
         deliver_kick(d);
         return;
     }
-    enum target_id t = dl->target;
     if (status)
         snprintf(why, sizeof why, "HTTP %ld", status);
     else
@@ -183,8 +182,6 @@ static void on_response(struct upstream_req *r, long status, const char *body, s
     if (retryable(status)) {
         breaker_failure(&ts->breaker, time_mono_now());
         atomic_store(&ts->stats.breaker, ts->breaker.state);
-        if (ts->breaker.state == BREAKER_OPEN)
-            unclaim_ready(d, t);
     }
     double delay = retry_delay(d, dl->attempts);
     bool past_horizon = time_real_now() + delay - dl->created_at > d->set->retry_horizon;
@@ -200,7 +197,7 @@ static void on_response(struct upstream_req *r, long status, const char *body, s
         add_mark(d, dl, "pending", delay, why, status, body, len);
     }
     free_delivery(dl);
-    deliver_kick(d); /* a slot is free */
+    deliver_kick(d); /* a slot is free, or the breaker opened and the queue goes back */
 }
 
 /* Renders and POSTs the delivery's current step (synthetic dial or the event itself). */
@@ -262,7 +259,8 @@ static void start_row(struct dispatcher *d, enum target_id t, const PGresult *re
 }
 
 /* Starts queued rows while the target has free slots and its breaker lets them through (a
- * half-open breaker: the one probe). */
+ * half-open breaker: the one probe). While the breaker is open, what is queued (rows of a claim
+ * that was on its way when it opened, too) goes back to the outbox. */
 static void pump(struct dispatcher *d, enum target_id t)
 {
     struct target_state *ts = &d->targets[t];
@@ -279,6 +277,8 @@ static void pump(struct dispatcher *d, enum target_id t)
         send_current(dl);
     }
     atomic_store(&ts->stats.breaker, ts->breaker.state);
+    if (ts->ready && ts->breaker.state == BREAKER_OPEN)
+        unclaim_ready(d, t);
 }
 
 struct unclaim {
