@@ -97,7 +97,8 @@ static const struct setting_def defs[] = {
      "seconds between outbox polls for due retries and other replicas' events"},
     {"delivery-concurrency", "IC_DELIVERY_CONCURRENCY", T_LONG, "32", 1, 10000,
      OFF(delivery_concurrency), false,
-     "deliveries in flight per integration service (as many again are claimed ahead)"},
+     "deliveries in flight per integration service (as many again are claimed ahead while no "
+     "event waits for its commit)"},
     {"breaker-failures", "IC_BREAKER_FAILURES", T_LONG, "5", 1, 1000, OFF(breaker_failures), false,
      "consecutive failures that open a service's circuit breaker"},
     {"breaker-cooldown", "IC_BREAKER_COOLDOWN", T_SECONDS, "10", 0.05, 3600, OFF(breaker_cooldown),
