@@ -260,6 +260,20 @@ static void start_row(struct dispatcher *d, enum target_id t, const PGresult *re
     ts->nready++;
 }
 
+/* The oldest row of the target's ready queue, taken off it; NULL when it is empty. */
+static struct delivery *ready_pop(struct target_state *ts)
+{
+    struct delivery *dl = ts->ready;
+    if (!dl)
+        return NULL;
+    ts->ready = dl->next;
+    if (!ts->ready)
+        ts->ready_tail = NULL;
+    ts->nready--;
+    dl->next = NULL;
+    return dl;
+}
+
 /* Starts queued rows while the target has free slots and its breaker lets them through (a
  * half-open breaker: the one probe). While the breaker is open, what is queued (rows of a claim
  * that was on its way when it opened, too) goes back to the outbox. */
@@ -268,12 +282,7 @@ static void pump(struct dispatcher *d, enum target_id t)
     struct target_state *ts = &d->targets[t];
     while (ts->ready && atomic_load(&ts->stats.in_flight) < d->set->delivery_concurrency &&
            breaker_allow(&ts->breaker, time_mono_now(), 1) == 1) {
-        struct delivery *dl = ts->ready;
-        ts->ready = dl->next;
-        if (!ts->ready)
-            ts->ready_tail = NULL;
-        ts->nready--;
-        dl->next = NULL;
+        struct delivery *dl = ready_pop(ts);
         dl->sent = true;
         atomic_fetch_add(&ts->stats.in_flight, 1);
         send_current(dl);
@@ -308,17 +317,13 @@ static void unclaim_ready(struct dispatcher *d, enum target_id t)
         return;
     struct unclaim *u = xcalloc(1, sizeof *u);
     buf_init(&u->ids, (size_t)1 << 40);
-    while (ts->ready) {
-        struct delivery *dl = ts->ready;
-        ts->ready = dl->next;
+    log_info("%s: breaker open; %ld claimed rows handed back to the outbox", target_names[t],
+             ts->nready);
+    for (struct delivery *dl; (dl = ready_pop(ts));) {
         buf_printf(&u->ids, "%s%lld", u->ids.len ? "," : "{", dl->id);
         free_delivery(dl);
     }
     buf_append(&u->ids, "}", 1);
-    log_info("%s: breaker open; %ld claimed rows handed back to the outbox", target_names[t],
-             ts->nready);
-    ts->ready_tail = NULL;
-    ts->nready = 0;
     if (pg_conn_state(d->delivery_conn) != PG_READY) {
         buf_deinit(&u->ids);
         free(u);
@@ -656,16 +661,9 @@ void deliver_free(struct dispatcher *d)
 {
     io_timer_disarm(d->loop, &d->poll_timer);
     io_timer_disarm(d->loop, &d->housekeeping_timer);
-    for (int t = 0; t < TARGET_COUNT; t++) { /* leases lapse, or a restart releases them */
-        struct target_state *ts = &d->targets[t];
-        while (ts->ready) {
-            struct delivery *dl = ts->ready;
-            ts->ready = dl->next;
+    for (int t = 0; t < TARGET_COUNT; t++) /* leases lapse, or a restart releases them */
+        for (struct delivery *dl; (dl = ready_pop(&d->targets[t]));)
             free_delivery(dl);
-        }
-        ts->ready_tail = NULL;
-        ts->nready = 0;
-    }
     free_marks(d->marks);
     free_marks(d->marks_in_flight);
     d->marks = d->marks_in_flight = NULL;
