@@ -685,7 +685,7 @@ def background_work(r, clk_tck):
   if running:
     parts.append("%d autovacuum worker%s running at the end" % (running, "" if running == 1 else "s"))
   if ckpt:
-    parts.append("checkpoint started")
+    parts.append("%d checkpoint%s started" % (ckpt, "" if ckpt == 1 else "s"))
   if bufs:
     parts.append("{:,.0f} buffers written by checkpoints".format(bufs))
   disk, dirty = num(r.get("disk_written_kb")), num(r.get("dirty_kb"))

@@ -176,8 +176,6 @@ timed_wrk() {
   { time "$@" >"$out.out" 2>"$out.err"; } 2>"$out.time" || true
 }
 
-# machine_busy: busy clock ticks of the whole machine (all cores) from /proc/stat; set against the
-# server's and wrk's CPU it shows whether something else ran during a measurement.
 # disk_written DEV: kB written to block device DEV so far (/proc/diskstats), or "-".
 disk_written() {
   awk -v d="$1" '$3 == d {print $10 / 2; found = 1} END {if (!found) print "-"}' /proc/diskstats
@@ -190,6 +188,8 @@ machine_steal() { awk '/^cpu / {print $9}' /proc/stat; }
 # dirty_kb: the page cache's dirty and under-write-back data now, kB (/proc/meminfo).
 dirty_kb() { awk '/^(Dirty|Writeback):/ {s += $2} END {print s + 0}' /proc/meminfo; }
 
+# machine_busy: busy clock ticks of the whole machine (all cores) from /proc/stat; set against the
+# server's and wrk's CPU it shows whether something else ran during a measurement.
 machine_busy() {
   local _cpu user nice system _idle _iowait irq softirq _rest
   read -r _cpu user nice system _idle _iowait irq softirq _rest </proc/stat

@@ -170,7 +170,7 @@ static int member_key(struct buf *b, const struct doc *d, const struct json_memb
 }
 
 /* Appends both views to `b`, recording offsets in `e` (whose `types` has room for every object
- * member). Returns 0, or -E2BIG when text_bound was wrong. */
+ * member). Returns 0, or -1 when text_bound was wrong (an append did not fit). */
 static int render_views(struct cache_entry *e, const struct doc *d, struct buf *b, const char *iso,
                         unsigned *problems)
 {
