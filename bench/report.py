@@ -26,6 +26,8 @@ import os
 import re
 import statistics
 
+from report_profile import profile_section
+
 SERVERS = [("ours", "integration_cache"), ("nginx", "nginx")]
 
 
@@ -1152,7 +1154,8 @@ def main():
             "split between client, server and kernel, and *CPU ours / nginx* is the more "
             "telling ratio. p99 at 50–200 connections on 2 cores is dominated by scheduling "
             "(a connection's thread waiting for a core), which makes it noisy from round to "
-            "round." % meta.get("nproc"))
+            "round. Where each server's CPU went is under *Profiles behind the targets not "
+            "met* below." % meta.get("nproc"))
   ctx = ctx_summary(rows)
   if "ours" in ctx and "nginx" in ctx:
     md.append("")
@@ -1220,6 +1223,9 @@ def main():
   if dcells:
     md.append(dispatch_section(d, meta, dispatch_rows, dcells, clk_tck))
     md.append("")
+  profiles = profile_section(d, meta, clk_tck)
+  if profiles:
+    md.append(profiles)
   md.append("## Service health during the run")
   md.append("")
   md.append(service_health(d))

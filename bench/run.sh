@@ -326,6 +326,8 @@ meta rounds "$ROUNDS"
 clk_tck=$(getconf CLK_TCK)
 meta clk_tck "$clk_tck"
 meta lag_samples "$LAG_SAMPLES"
+# shellcheck source=bench/profile.sh
+. "$here/profile.sh"
 
 # ---------------------------------------------------------------------------------------------
 # 2. Throughput
@@ -438,6 +440,22 @@ for endpoint in integrations config; do
   done
 done
 
+# 2b. A profile of each server under the load where the service is furthest from nginx (the
+# pipelined /config), for the report's excerpt of what bounds the cache-hit targets.
+profiling=0
+if profile_check; then
+  profiling=1
+  meta profile_load "\`/config\` at 50 connections with 10 pipelined (wrk -t2 -c50, ${DURATION} s)"
+  log "profiles: /config at 50 connections, 10 pipelined, each server sampled by perf"
+  curl -fsS -X POST --max-time 10 "http://127.0.0.1:$svc_port/cache/refresh" >/dev/null || true
+  read -r -a cmd <<<"$(wrk_cmd "$svc_port" 50 2 "$DURATION" config 10)"
+  profile_hits ours "$svc_port" "$svc_pid" "${cmd[@]}"
+  read -r -a cmd <<<"$(wrk_cmd "$nginx_port" 50 2 "$DURATION" config 10)"
+  profile_hits nginx "$nginx_port" "$( (echo "$nginx_pid"; pgrep -P "$nginx_pid") | paste -sd, -)" "${cmd[@]}"
+else
+  log "profiles: skipped ($(cat "$profile_dir/unavailable"))"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # 3. Update-to-served delay
 # ---------------------------------------------------------------------------------------------
@@ -535,6 +553,15 @@ for n in $GROWTH_SIZES; do
   # libraries, which every process linking them maps) + RssShmem
   anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$svc_pid/status")
   file=$(awk '/^RssFile:/ {print $2}' "/proc/$svc_pid/status")
+  # what the resident pages are, at the smallest size (where RSS / raw JSON is largest); and who
+  # works during a refresh at 10,000 (the size whose target is closest), after the timed ones
+  if [ ! -s "$profile_dir/memory.tsv" ]; then
+    profile_memory "$svc_pid"
+    meta memory_size "$n"
+  fi
+  if [ "$profiling" = 1 ] && [ "$n" = "${BENCH_PROFILE_REFRESH:-10000}" ]; then
+    profile_refresh "$n" "$gport" "$svc_pid" "$tmp/pg/data"
+  fi
   pg_list=""
   if [ -n "$load_sql" ]; then
     for i in 1 2 3; do

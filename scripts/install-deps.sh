@@ -10,7 +10,7 @@ pkgs=(build-essential cmake pkg-config libmicrohttpd-dev liburcu-dev libpq-dev l
 case "$level" in
   build) ;;
   test) pkgs+=(libcmocka-dev postgresql-15 postgresql-client-15 curl python3 clang-format) ;;
-  bench) pkgs+=(libcmocka-dev postgresql-15 postgresql-client-15 curl python3 wrk nginx-light gnuplot-nox python3-psycopg2) ;;
+  bench) pkgs+=(libcmocka-dev postgresql-15 postgresql-client-15 curl python3 wrk nginx-light gnuplot-nox python3-psycopg2 linux-perf) ;;
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac
 

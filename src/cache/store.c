@@ -264,6 +264,8 @@ void cache_table_free(struct cache_table *t)
 static void *reaper_main(void *arg)
 {
     struct cache_store *s = arg;
+    /* named, so that top -H and perf tell it from the I/O thread (the process's main thread) */
+    pthread_setname_np(pthread_self(), "ic-reaper");
     pthread_mutex_lock(&s->lock);
     for (;;) {
         while (!s->graveyard && !s->stopping)

@@ -268,10 +268,14 @@ static struct MHD_Daemon *daemon_start(struct http_server *s, int i, int fd)
     if (set->listen_addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* The pool holds the request head and bookkeeping; answers are sent from our own buffers.
-     * Twice --max-head leaves room for our own JSON 431 on heads somewhat over the limit (a head
-     * larger than the whole pool gets libmicrohttpd's built-in 431). Not larger: libmicrohttpd
-     * clears the used part of the pool for every request, a cost measured on each hit. */
-    size_t pool = (size_t)set->max_head * 2 + 4096;
+     * libmicrohttpd starts a request's read buffer at half the pool and grows it into the rest
+     * as a long head arrives, so --max-head plus 4 KiB fits a head at the limit with some 70
+     * headers' bookkeeping, and leaves room for our own JSON 431 on heads somewhat over it
+     * (a head larger than the pool gets libmicrohttpd's built-in 431). Not larger:
+     * libmicrohttpd zeroes the whole pool before every request on a kept-alive connection,
+     * measured at 15 % of the user-space CPU of a hit with the 20 KiB pool this used to be
+     * (docs/PERFORMANCE-NOTES.md, section 13). */
+    size_t pool = (size_t)set->max_head + 4096;
     /* the connection limit split as libmicrohttpd's own thread pool splits it */
     long limit = set->max_connections / s->n + (i < set->max_connections % s->n);
     struct MHD_OptionItem opts[] = {

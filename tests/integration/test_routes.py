@@ -475,6 +475,12 @@ class RoutesTest(IntegrationTestCase):
     r = self.svc.get("/integrations/0101", headers={"X-Fill": "a" * 6000})
     self.assertJsonResponse(r, 200)
 
+  def test_head_just_under_limit_accepted(self):
+    # the connection's memory pool must hold a whole head of --max-head (8 KiB) bytes, not only
+    # the half of the pool libmicrohttpd starts a request's read buffer with
+    r = self.svc.get("/integrations/0101", headers={"X-Fill": "a" * 8000})
+    self.assertJsonResponse(r, 200)
+
   def test_slow_head_closed(self):
     svc = self.start_service("--head-timeout", "1")
     with socket.create_connection(("127.0.0.1", svc.port), timeout=deadline(10)) as s:

@@ -37,6 +37,13 @@ class ScriptTest(harness.IntegrationTestCase):
     self.assertIn("ready", started.stdout)
     pid = self.pid()
     os.kill(pid, 0)  # alive
+    # threads carry names for top -H and the bench's profiles (README, How it works)
+    names = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+      with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+        names.append(f.read().strip())
+    self.assertIn("ic-reaper", names)
+    self.assertIn("MHD-single", names)
     with urllib.request.urlopen("http://127.0.0.1:%d/ready" % self.port, timeout=5) as r:
       self.assertEqual(r.status, 200)
     self.assertIn("already running", self.script("start").stdout)
