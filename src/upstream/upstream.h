@@ -31,7 +31,6 @@ struct upstream_req {
     /* internal */
     struct upstream_req *prev, *next; /* in flight */
     void *easy;
-    void *headers;
     struct buf response;
 };
 
