@@ -82,8 +82,8 @@ profile_hits() {
 # profile_refresh N PORT SVC_PID PGDATA: three profiled POST /cache/refresh on a service of N
 # enterprises, sampling the service and every PostgreSQL process of the cluster. Writes
 # profile/refresh.tsv (samples), profile/refresh-cpu.tsv ("who<TAB>ticks" over the three, who
-# being a service thread's name or "postgres") and profile/refresh-meta.tsv (N, the answers'
-# duration_ms).
+# being a service thread's name, "postgres-backend" or "postgres-other") and
+# profile/refresh-meta.tsv (N, the answers' duration_ms).
 profile_refresh() {
   local n=$1 port=$2 pid=$3 pgdata=$4 postmaster
   postmaster=$(head -n1 "$pgdata/postmaster.pid" 2>/dev/null) || return 0

@@ -106,8 +106,8 @@ def hits_part(d, meta, clk_tck):
   md = ["### Cache hits: where each server's CPU went", ""]
   md.append("One more run of %s on each server, sampled by `perf record -F 999` (all threads, "
             "no call graphs); CPU per request from `/proc` over the same run. The kernel's part "
-            "is the same TCP work for both servers; the difference lies in what runs in user "
-            "space per request." % meta.get("profile_load", "the pipelined /config load"))
+            "is the same TCP work for both servers (the same system calls per request); most "
+            "of the difference lies in what runs in user space." % meta.get("profile_load", "the pipelined /config load"))
   md.append("")
   md.append(md_table(["where", "service: samples", "service: CPU µs / request",
                       "nginx: samples", "nginx: CPU µs / request"], table))
