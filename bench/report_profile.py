@@ -105,9 +105,11 @@ def hits_part(d, meta, clk_tck):
     user[server], _ = top_functions(found[server][0], lambda r: r[2] != KERNEL)
   md = ["### Cache hits: where each server's CPU went", ""]
   md.append("One more run of %s on each server, sampled by `perf record -F 999` (all threads, "
-            "no call graphs); CPU per request from `/proc` over the same run. The kernel's part "
-            "is the same TCP work for both servers (the same system calls per request); most "
-            "of the difference lies in what runs in user space." % meta.get("profile_load", "the pipelined /config load"))
+            "no call graphs); CPU per request from `/proc` over the same run. Both servers make "
+            "the same reads and writes per request, so the kernel's part is mostly the same "
+            "TCP work; libmicrohttpd polls epoll more often than nginx (docs/PERFORMANCE-NOTES.md, "
+            "section 13) and its threads are preempted more, which adds kernel time. The rest "
+            "of the difference is in user space." % meta.get("profile_load", "the pipelined /config load"))
   md.append("")
   md.append(md_table(["where", "service: samples", "service: CPU µs / request",
                       "nginx: samples", "nginx: CPU µs / request"], table))
