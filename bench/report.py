@@ -26,6 +26,7 @@ import os
 import re
 import statistics
 
+from report_common import read_tsv, table
 from report_profile import profile_section
 
 SERVERS = [("ours", "integration_cache"), ("nginx", "nginx")]
@@ -115,16 +116,6 @@ def fmt_us(us):
 
 def fmt_ms(ms):
   return "-" if ms is None else "%.2f ms" % ms
-
-
-def table(header, rows):
-  """A Markdown table; it reads well as plain text too."""
-  widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-  def line(cells):
-    return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
-  out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-  out += [line(r) for r in rows]
-  return "\n".join(out)
 
 
 def load_key(conns):
@@ -374,16 +365,6 @@ def service_health(d):
 
 AIM_RPS = 5000.0  # issue 3: >= 5,000 accepted events/s ...
 AIM_P99_US = 10000.0  # ... and p99 under 10 ms
-
-
-def read_tsv(path, header=True):
-  try:
-    with open(path, encoding="utf-8") as f:
-      if header:
-        return list(csv.DictReader(f, delimiter="\t"))
-      return [line.rstrip("\n").split("\t") for line in f if line.strip()]
-  except OSError:
-    return []
 
 
 def total(runs, key):

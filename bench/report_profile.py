@@ -9,23 +9,16 @@ Standard library only; report.py calls profile_section().
 import os
 import statistics
 
+from report_common import read_tsv, table
+
 KERNEL = "[kernel.kallsyms]"
 TOP = 10  # functions listed per party
-
-
-def read_rows(path):
-  """Tab-separated lines as lists of strings; [] when the file is missing."""
-  try:
-    with open(path, encoding="utf-8", errors="replace") as f:
-      return [line.rstrip("\n").split("\t") for line in f if line.strip()]
-  except OSError:
-    return []
 
 
 def read_samples(path):
   """perf sums as (samples, thread name, library, function), the most samples first."""
   out = []
-  for row in read_rows(path):
+  for row in read_tsv(path, header=False):
     if len(row) >= 4 and row[0].isdigit():
       out.append((int(row[0]), row[1], row[2], row[3]))
   return sorted(out, key=lambda r: -r[0])
@@ -54,12 +47,6 @@ def pct(part, whole):
   return "%.1f %%" % (100.0 * part / whole) if whole else "-"
 
 
-def md_table(header, rows):
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-  return "\n".join(lines)
-
-
 def top_functions(samples, keep):
   """The TOP functions of the samples that keep(row) accepts, with their share of those."""
   rows = [r for r in samples if keep(r)]
@@ -74,11 +61,12 @@ def side_by_side(left, right, names):
     a = left[i] if i < len(left) else ("", "")
     b = right[i] if i < len(right) else ("", "")
     rows.append((i + 1, a[0], a[1], b[0], b[1]))
-  return md_table(["#", names[0], "share", names[1], "share"], rows)
+  return table(["#", names[0], "share", names[1], "share"], rows)
 
 
 def hits_part(d, meta, clk_tck):
-  runs = {row[0]: row for row in read_rows(os.path.join(d, "hits.tsv")) if len(row) >= 3}
+  runs = {row[0]: row for row in read_tsv(os.path.join(d, "hits.tsv"), header=False)
+          if len(row) >= 3}
   own = {"ours": "integration_cache", "nginx": "nginx"}
   found = {}
   for server in ("ours", "nginx"):
@@ -89,7 +77,7 @@ def hits_part(d, meta, clk_tck):
     us_per_req = int(run[2]) / clk_tck * 1e6 / int(run[1])
     found[server] = (samples, us_per_req)
   parts = ["kernel", "own code", "libc", "libmicrohttpd", "other libraries"]
-  table = []
+  split = []
   for part in parts:
     row = [part if part != "own code" else "own code (integration_cache / nginx)"]
     for server in ("ours", "nginx"):
@@ -97,8 +85,8 @@ def hits_part(d, meta, clk_tck):
       whole = sum(r[0] for r in samples)
       mine = sum(r[0] for r in samples if part_of(r[2], own[server]).startswith(part))
       row += [pct(mine, whole), "%.2f" % (us * mine / whole) if whole else "-"]
-    table.append(row)
-  table.append(["**all**", "100 %", "**%.2f**" % found["ours"][1], "100 %",
+    split.append(row)
+  split.append(["**all**", "100 %", "**%.2f**" % found["ours"][1], "100 %",
                 "**%.2f**" % found["nginx"][1]])
   user = {}
   for server in ("ours", "nginx"):
@@ -109,10 +97,11 @@ def hits_part(d, meta, clk_tck):
             "the same reads and writes per request, so the kernel's part is mostly the same "
             "TCP work; libmicrohttpd polls epoll more often than nginx (docs/PERFORMANCE-NOTES.md, "
             "section 13) and its threads are preempted more, which adds kernel time. The rest "
-            "of the difference is in user space." % meta.get("profile_load", "the pipelined /config load"))
+            "of the difference is in user space." % meta.get("profile_load",
+                                                             "the pipelined /config load"))
   md.append("")
-  md.append(md_table(["where", "service: samples", "service: CPU µs / request",
-                      "nginx: samples", "nginx: CPU µs / request"], table))
+  md.append(table(["where", "service: samples", "service: CPU µs / request",
+                   "nginx: samples", "nginx: CPU µs / request"], split))
   md.append("")
   md.append("The functions outside the kernel with the most samples, as a share of each server's "
             "user-space samples. libc's `memset` is libmicrohttpd clearing the connection's "
@@ -136,8 +125,8 @@ SERVICE_THREADS = {
 
 
 def refresh_part(d, clk_tck):
-  meta = read_rows(os.path.join(d, "refresh-meta.tsv"))
-  cpu = read_rows(os.path.join(d, "refresh-cpu.tsv"))
+  meta = read_tsv(os.path.join(d, "refresh-meta.tsv"), header=False)
+  cpu = read_tsv(os.path.join(d, "refresh-cpu.tsv"), header=False)
   samples = read_samples(os.path.join(d, "refresh.tsv"))
   if not meta or not cpu or not samples:
     return []
@@ -163,7 +152,7 @@ def refresh_part(d, clk_tck):
             "PostgreSQL's; the refresh cannot end before PostgreSQL's backend has turned every "
             "config from jsonb into text and sent it." % statistics.median(walls))
   md.append("")
-  md.append(md_table(["who", "CPU ms per refresh"], rows))
+  md.append(table(["who", "CPU ms per refresh"], rows))
   md.append("")
   md.append(side_by_side(pg, io, ("PostgreSQL", "service I/O thread")))
   md.append("")
@@ -171,7 +160,7 @@ def refresh_part(d, clk_tck):
 
 
 def memory_part(d, meta):
-  rows = read_rows(os.path.join(d, "memory.tsv"))
+  rows = read_tsv(os.path.join(d, "memory.tsv"), header=False)
   if not rows:
     return []
   total = sum(int(r[1]) for r in rows)
@@ -188,7 +177,7 @@ def memory_part(d, meta):
                                            (total - lib_kb) / 1024))
   md.append("")
   shown = own + files[:10]
-  md.append(md_table(["mapping", "resident kB"], [(name, kb) for name, kb in shown]))
+  md.append(table(["mapping", "resident kB"], [(name, kb) for name, kb in shown]))
   md.append("")
   return md
 
@@ -197,7 +186,7 @@ def profile_section(d, meta, clk_tck):
   """The report's profile section (markdown), or '' when the run left nothing to show."""
   d = os.path.join(d, "profile")
   md = ["## Profiles behind the targets not met", ""]
-  why = read_rows(os.path.join(d, "unavailable"))
+  why = read_tsv(os.path.join(d, "unavailable"), header=False)
   if why:
     md.append("No CPU profiles in this run: %s." % " ".join(why[0]))
     md.append("")
