@@ -6,21 +6,28 @@
     sample's path on the same keep-alive connection, so the service loads that one enterprise
     from PostgreSQL. Paths rotate over FILE (one /integrations/{n} a line).
 
-  probe.py refresh-stream --url http://127.0.0.1:PORT --paths FILE [--lead 0.3]
+  probe.py refresh-stream --url http://127.0.0.1:PORT --paths FILE [--lead 0.3] [--slice-us N]
     GETs on one keep-alive connection in a tight loop while, on a second connection, one
     POST /cache/refresh runs (sent --lead s after the stream starts, from a child process); the
     latency of every GET that overlapped the refresh, its duration_ms and the wall time of the
-    POST.
+    POST. With --slice-us, the probe first asks the kernel for a time slice of N µs
+    (sched_setattr's sched_runtime for a normal task, Linux 6.12 and later): a task with a short
+    slice runs as soon as it wakes instead of waiting up to a scheduler tick for a core that
+    PostgreSQL's refresh backend and the service's I/O thread hold. `slice_ns` in the output is
+    the slice the kernel reports for the probe (/proc/self/sched), null where it reports none.
 
 A GET's latency is request sent to body read (http.client), so it includes the client's own
 Python overhead of some tens of µs.
 """
 
 import argparse
+import ctypes
 import http.client
 import json
 import math
 import multiprocessing
+import platform
+import struct
 import sys
 import time
 import urllib.parse
@@ -84,6 +91,31 @@ def miss(args, paths):
   return out
 
 
+SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
+
+
+def set_slice(us):
+  """Asks for a time slice of `us` µs for this process (policy SCHED_OTHER, nice 0); returns the
+  slice the kernel then reports in ns, or None. A kernel without custom slices keeps its default,
+  which the returned value shows."""
+  nr = SCHED_SETATTR.get(platform.machine())
+  if nr is not None:
+    # struct sched_attr (VER1, 56 bytes): size, policy, flags, nice, priority, runtime, deadline,
+    # period, util_min, util_max
+    attr = ctypes.create_string_buffer(struct.pack("IIQiIQQQII", 56, 0, 0, 0, 0, us * 1000, 0, 0,
+                                                   0, 0))
+    if ctypes.CDLL(None, use_errno=True).syscall(nr, 0, attr, 0) != 0:
+      sys.stderr.write("probe.py: sched_setattr: %s\n" % ctypes.get_errno())
+  try:
+    with open("/proc/self/sched", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("se.slice"):
+          return int(line.split(":")[1])
+  except (OSError, ValueError):
+    pass
+  return None
+
+
 def refresh_once(url, lead, out):
   """In a child process: waits `lead` s, sends POST /cache/refresh, and sends back through the
   pipe `out` the window (time.monotonic() before and after, comparable across processes) and the
@@ -111,6 +143,7 @@ def refresh_once(url, lead, out):
 
 
 def refresh_stream(args, paths):
+  slice_ns = set_slice(args.slice_us) if args.slice_us else None
   conn = connect(args.url)
   ctx = multiprocessing.get_context("fork")
   reader, writer = ctx.Pipe(duplex=False)
@@ -134,7 +167,8 @@ def refresh_stream(args, paths):
   during = [(b - a) * 1000.0 for a, b in samples if b >= start and a <= end]
   outside = [(b - a) * 1000.0 for a, b in samples if b < start or a > end]
   out = {"refresh": result, "refresh_wall_ms": (end - start) * 1000.0, "non200": non200,
-         "during": summary(during), "outside": summary(outside)}
+         "during": summary(during), "outside": summary(outside), "slice_us": args.slice_us,
+         "slice_ns": slice_ns}
   return out
 
 
@@ -145,6 +179,7 @@ def main():
   ap.add_argument("--paths", required=True)
   ap.add_argument("--samples", type=int, default=1000)
   ap.add_argument("--lead", type=float, default=0.3)
+  ap.add_argument("--slice-us", type=int, default=0)
   args = ap.parse_args()
   with open(args.paths, encoding="utf-8") as f:
     paths = [l.strip() for l in f if l.strip()]

@@ -520,7 +520,7 @@ svc_pid=""
 # of the very statement (jsonb to text, decompression), from EXPLAIN ANALYZE, which runs the
 # query without sending the rows; jit off, as the service's sessions have it.
 load_sql=$(sql_of SQL_LOAD_ALL)
-printf 'enterprises\tserved\traw_bytes\trefresh_ms\tentries\trss_kb\thwm_kb\tanon_kb\tfile_kb\tstream\tpg_ms\n' >"$tmp/growth.tsv"
+printf 'enterprises\tserved\traw_bytes\trefresh_ms\tentries\trss_kb\thwm_kb\tanon_kb\tfile_kb\tstream\tpg_ms\tstream_short\n' >"$tmp/growth.tsv"
 for n in $GROWTH_SIZES; do
   log "cost growth: $n enterprises"
   if [ "$n" -gt "$COUNT" ]; then
@@ -571,11 +571,18 @@ for n in $GROWTH_SIZES; do
       pg_list+="${pg_list:+,}${pg:--}"
     done
   fi
-  python3 "$here/probe.py" refresh-stream --url "http://127.0.0.1:$gport" --paths "$tmp/paths-growth-$n.txt" \
-    >"$tmp/growth-stream-$n.json" 2>"$tmp/growth-stream-$n.err" ||
-    log "  refresh-stream probe failed: $(tail -n 1 "$tmp/growth-stream-$n.err")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$served" "$raw" "$ms_list" "${entries:--}" \
-    "$rss" "$hwm" "$anon" "$file" "growth-stream-$n.json" "${pg_list:--}" >>"$tmp/growth.tsv"
+  # twice: the probe as any process, then asking for a 0.1 ms time slice, so that a GET that
+  # waited for a core can be told apart: the client's wait (this probe shares the two cores with
+  # the refresh's PostgreSQL backend and the service's I/O thread) or the service's
+  for kind in default short; do
+    python3 "$here/probe.py" refresh-stream --url "http://127.0.0.1:$gport" --paths "$tmp/paths-growth-$n.txt" \
+      $([ "$kind" = short ] && echo --slice-us 100) \
+      >"$tmp/growth-stream-$kind-$n.json" 2>"$tmp/growth-stream-$kind-$n.err" ||
+      log "  refresh-stream probe ($kind) failed: $(tail -n 1 "$tmp/growth-stream-$kind-$n.err")"
+  done
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$served" "$raw" "$ms_list" "${entries:--}" \
+    "$rss" "$hwm" "$anon" "$file" "growth-stream-default-$n.json" "${pg_list:--}" \
+    "growth-stream-short-$n.json" >>"$tmp/growth.tsv"
   log "  refresh ms: $ms_list (PostgreSQL alone: ${pg_list:--}), entries ${entries:-?}, VmRSS $rss kB (raw JSON $raw bytes)"
   stop_pid "$svc_pid" TERM
   svc_pid=""
