@@ -669,7 +669,7 @@ def outbox_room(meta):
           "like the service's were written as finished two hours earlier, deleted as the "
           "retention sweep does, and vacuumed; with `vacuum_truncate = false` (set by migrate) "
           "it kept their pages ({}), so the rounds fill free pages instead of growing the file "
-          "(a growing file took about a quarter off the intake rate here; "
+          "(a growing file kept 100-130 MB of the page cache dirty here; "
           "docs/PERFORMANCE-NOTES.md, section 14). *Every dispatch run* shows per round how "
           "much the file still grew.".format(free, "%.0f MB" % (kb / 1024.0) if kb else "size "
                                              "not known"))

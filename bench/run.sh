@@ -650,11 +650,11 @@ DATABASE_URL=$ddb "$bin" migrate 2>"$tmp/dispatch-migrate.log" ||
   { cat "$tmp/dispatch-migrate.log" >&2; die "migrate (dispatch cluster) failed"; }
 # An outbox that has run for a while has room: retention deleted the rows of earlier hours, vacuum
 # freed their space, and migrate's vacuum_truncate = false kept the pages. A new one grows instead,
-# and PostgreSQL 15 writes every new block as zeros first: 25 connections went 5,200-6,100
-# events/s into a growing outbox against 6,800-8,200 into one with room, with 100-130 MB of the page
-# cache dirty against 4-24 MB (docs/PERFORMANCE-NOTES.md, section 14). The bench measures the
-# outbox of a running service: rows shaped like the service's are written as finished two hours
-# ago, deleted as the retention sweep would, and vacuumed. BENCH_OUTBOX_FREE=0 skips this.
+# and PostgreSQL 15 writes every new block as zeros first, which kept 100-130 MB of the page cache
+# dirty at 25 connections, against 4-34 MB in an outbox with room (docs/PERFORMANCE-NOTES.md,
+# section 14). The bench measures the outbox of a running service: rows shaped like the service's
+# are written as finished two hours ago, deleted as the retention sweep would, and vacuumed.
+# BENCH_OUTBOX_FREE=0 skips this.
 if [ "$OUTBOX_FREE" -gt 0 ]; then
   log "dispatch: an outbox with room for $OUTBOX_FREE rows (written, deleted by retention, vacuumed)"
   PGOPTIONS='-c statement_timeout=600s' psql "$ddb" -X -q -v ON_ERROR_STOP=1 \

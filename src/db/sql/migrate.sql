@@ -56,12 +56,11 @@ CREATE TABLE IF NOT EXISTS integration_cache_outbox (
 -- touches no indexed column, stay a heap-only update instead of adding six index entries; tables
 -- created before this setting get it here (it applies to pages filled from now on).
 -- The outbox is a queue: retention empties it, the next busy hour fills it again. Vacuum keeps the
--- emptied pages for that hour instead of cutting them off the end of the file: cutting takes an
--- exclusive lock that the intake's INSERTs queue behind, and a table that grows again has
--- PostgreSQL 15 write every new block as zeros first, pages the kernel then holds dirty until it
--- writes them out in bursts. Measured with 25 connections: 5,200-6,100 events/s into an outbox that
--- grew, 6,800-8,200 into one with free pages, 100-130 MB of the page cache dirty against 4-24 MB
--- (docs/PERFORMANCE-NOTES.md, section 14).
+-- emptied pages for that hour instead of cutting them off the end of the file. Cutting needs an
+-- ACCESS EXCLUSIVE lock, which the intake's INSERTs and the claims would queue behind, and a table
+-- that grows again has PostgreSQL 15 write every new block as zeros first: at 25 connections,
+-- 100-130 MB of the page cache stayed dirty while the outbox grew, 4-34 MB while it filled free
+-- pages (docs/PERFORMANCE-NOTES.md, section 14). The file keeps the size of the busiest hour.
 ALTER TABLE integration_cache_outbox SET (fillfactor = 70, vacuum_truncate = false);
 -- Claims walk a target's pending rows in id order and, per row, look up the earliest pending row
 -- of the same call and target: both are index probes on these partial indexes, so a claim costs
