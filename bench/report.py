@@ -658,23 +658,6 @@ def dispatch_detail(rows, clk_tck):
   return table(header, out)
 
 
-def outbox_room(meta):
-  """How the outbox the dispatch step started with was prepared (bench/run.sh, OUTBOX_FREE)."""
-  free, kb = num(meta.get("dispatch_outbox_free")), num(meta.get("dispatch_outbox_start_kb"))
-  if free is None:
-    return ""
-  if not free:
-    return "The outbox started new and empty, so it grew during the rounds."
-  return ("The outbox started as that of a service that has run for a while: {:,.0f} rows shaped "
-          "like the service's were written as finished two hours earlier, deleted as the "
-          "retention sweep does, and vacuumed; with `vacuum_truncate = false` (set by migrate) "
-          "it kept their pages ({}), so the rounds fill free pages instead of growing the file "
-          "(a growing file kept 100-130 MB of the page cache dirty here; "
-          "docs/PERFORMANCE-NOTES.md, section 14). *Every dispatch run* shows per round how "
-          "much the file still grew.".format(free, "%.0f MB" % (kb / 1024.0) if kb else "size "
-                                             "not known"))
-
-
 def background_work(r, clk_tck):
   """What PostgreSQL did besides the load during a round (columns missing in older results)."""
   parts = []
@@ -724,10 +707,10 @@ def dispatch_section(d, meta, rows, cells, clk_tck):
     "average when this step began: %s). CPU per 1k events is user+system CPU per 1000 accepted "
     "events: the service process, and the whole PostgreSQL cluster (postmaster, every backend, "
     "and backends that exited). *Events per commit* is accepted events per outbox INSERT "
-    "(pg_stat_statements): how well the group commit batches. %s"
+    "(pg_stat_statements): how well the group commit batches."
     % (meta.get("dispatch_pg"), meta.get("dispatch_fs"), meta.get("dispatch_enterprise"),
        meta.get("dispatch_token"), meta.get("rounds"), meta.get("dispatch_duration"),
-       meta.get("warmup"), meta.get("dispatch_loadavg"), outbox_room(meta)))
+       meta.get("warmup"), meta.get("dispatch_loadavg")))
   md.append("")
   md.append(dispatch_table(cells))
   md.append("")

@@ -25,9 +25,7 @@
 # start). Knobs: BENCH_DURATION (s per run, 3), BENCH_WARMUP (s, 1), BENCH_ROUNDS (3),
 # BENCH_LAG_SAMPLES (1000), BENCH_DISPATCH_DURATION (s per dispatch run, 3), BENCH_DRAIN_BETWEEN
 # (s the outbox gets to drain before each dispatch load after the first, 90), BENCH_DRAIN_DEADLINE
-# (s the outbox gets to drain after the last dispatch run, 90), BENCH_OUTBOX_FREE (outbox rows'
-# worth of free pages the dispatch step starts with, 800000; 0: a new, empty outbox),
-# BENCH_OUT (docs/PERFORMANCE.md).
+# (s the outbox gets to drain after the last dispatch run, 90), BENCH_OUT (docs/PERFORMANCE.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,7 +44,6 @@ DRAIN_DEADLINE=${BENCH_DRAIN_DEADLINE:-90}
 # Each dispatch load starts from a drained outbox: deliveries (three per event) run slower than
 # the intake, and each load should start from the same state, not from what the one before left.
 DRAIN_BETWEEN=${BENCH_DRAIN_BETWEEN:-90}
-OUTBOX_FREE=${BENCH_OUTBOX_FREE:-800000}
 OUT=${BENCH_OUT:-$root/docs/PERFORMANCE.md}
 FIRST=1000 # enterprises 1000..1999: four digits each, so every /integrations path has one length
 COUNT=1000
@@ -648,33 +645,6 @@ python3 "$root/scripts/seed.py" --count "$COUNT" --first "$FIRST" --config-bytes
   --no-extras | PGCLIENTENCODING=UTF8 psql "$ddb" -X -q -v ON_ERROR_STOP=1 >/dev/null
 DATABASE_URL=$ddb "$bin" migrate 2>"$tmp/dispatch-migrate.log" ||
   { cat "$tmp/dispatch-migrate.log" >&2; die "migrate (dispatch cluster) failed"; }
-# An outbox that has run for a while has room: retention deleted the rows of earlier hours, vacuum
-# freed their space, and migrate's vacuum_truncate = false kept the pages. A new one grows instead,
-# and PostgreSQL 15 writes every new block as zeros first, which kept 100-130 MB of the page cache
-# dirty at 25 connections, against 4-34 MB in an outbox with room (docs/PERFORMANCE-NOTES.md,
-# section 14). The bench measures the outbox of a running service: rows shaped like the service's
-# are written as finished two hours ago, deleted as the retention sweep would, and vacuumed.
-# BENCH_OUTBOX_FREE=0 skips this.
-if [ "$OUTBOX_FREE" -gt 0 ]; then
-  log "dispatch: an outbox with room for $OUTBOX_FREE rows (written, deleted by retention, vacuumed)"
-  PGOPTIONS='-c statement_timeout=600s' psql "$ddb" -X -q -v ON_ERROR_STOP=1 \
-    -c "INSERT INTO integration_cache_outbox (event_id, enterprise_number, unique_id, event_type,
-          target, payload, state, created_at, delivered_at)
-        SELECT 'bench-room.' || (g / 3), '$FIRST', 'bench-room.' || (g / 3), 'dial',
-          (ARRAY['retailcrm', 'uon', 'ms'])[g % 3 + 1],
-          jsonb_build_object('token', 'bench-room-token', 'uniqueId', 'bench-room.' || (g / 3),
-            'event_type', 'dial', 'origin', NULL, 'record_url', NULL, 'name2', 'bench-room-token',
-            'raw', jsonb_build_object('UniqueId', 'bench-room.' || (g / 3),
-              'Phone', '+375290000000', 'CallerIDNum', '+375290000000', 'ConnectedLineNum', '150',
-              'Extensions', jsonb_build_array('150'), 'CallType', 0, 'Trunk', '0001363',
-              'StartTime', '2025-09-18 09:00:00', 'EndTime', '', 'CallStatus', '0')),
-          'delivered', now() - interval '2 hours', now() - interval '2 hours'
-        FROM generate_series(0, $OUTBOX_FREE - 1) g" \
-    -c "DELETE FROM integration_cache_outbox WHERE created_at < now() - interval '1 hour'" \
-    -c "VACUUM integration_cache_outbox" -c "CHECKPOINT" >/dev/null
-fi
-meta dispatch_outbox_free "$OUTBOX_FREE"
-meta dispatch_outbox_start_kb "$(dpsql -c "SELECT pg_relation_size('integration_cache_outbox') / 1024")"
 
 # The token: name2 of the first seeded enterprise with retailcrm, uon and ms all enabled (the
 # spellings the service accepts: true, 1, "true" in any case), so that every event is three
@@ -743,8 +713,8 @@ pg_ticks() {
 pgss_sql() { echo "(SELECT coalesce($2, 0) FROM pg_stat_statements WHERE query LIKE '$1%')"; }
 
 # pg_snap [ID0]: "max_id pending rows_after_ID0 insert_calls insert_ms claim_calls claim_ms
-# claims_running maintenance_done maintenance_running checkpoints checkpoint_buffers outbox_kb" of the
-# outbox, pg_stat_statements, pg_stat_activity and PostgreSQL's background work: autovacuum and
+# claims_running maintenance_done maintenance_running checkpoints checkpoint_buffers outbox_kb"
+# of the outbox, pg_stat_statements, pg_stat_activity and PostgreSQL's background work: autovacuum and
 # autoanalyze runs finished on the outbox and integration_logs, autovacuum workers running now,
 # checkpoints started and buffers they wrote, and the size of the outbox's heap file ("-": not
 # known). A slow round can then be matched with the background work that ran during it.

@@ -991,24 +991,6 @@ class DispatchDeliveryTest(DispatchCase):
     wait_until(lambda: "outbox retention: deleted 2 finished rows older than 300s"
                in svc.log_text(), 5, message="the sweep is logged")
 
-  def test_outbox_keeps_its_pages_after_retention(self):
-    """Rows that retention deleted leave their pages to the next rows: a vacuum afterwards does not
-    cut the emptied pages off the end of the table (vacuum_truncate = false, set by migrate), so
-    the next burst fills them instead of growing the file again."""
-    self.cluster.psql(
-        "INSERT INTO integration_cache_outbox (event_id, enterprise_number, unique_id, event_type,"
-        " target, payload, state, created_at) SELECT 'keep-' || g, '0211', 'keep.' || g, 'dial',"
-        " 'ms', jsonb_build_object('fill', repeat('x', 400)), 'delivered',"
-        " now() - interval '1000 seconds' FROM generate_series(1, 2000) g")
-    size_sql = "SELECT pg_relation_size('integration_cache_outbox')"
-    size = int(self.cluster.psql(size_sql))
-    self.start(outbox_retention=300)
-    wait_until(lambda: self.cluster.psql(
-        "SELECT count(*) FROM integration_cache_outbox WHERE event_id LIKE 'keep-%'") == "0", 15,
-               interval=0.2, message="retention deleted the old rows")
-    self.cluster.psql("VACUUM integration_cache_outbox")
-    self.assertGreaterEqual(int(self.cluster.psql(size_sql)), size)
-
   def test_spool_of_an_earlier_version_replayed(self):
     """A spool written before the upgrade (one line per event: an array of rows, each with its
     "target") is replayed into the outbox beside one in the current shape (one object with

@@ -293,8 +293,8 @@ class FreshnessTest(IntegrationTestCase):
 
   def test_migrate_upgrades_an_outbox_of_an_earlier_version(self):
     """An outbox created by an earlier release (B-tree on created_at, an index on every call, a
-    per-call pending index instead of the pending key, no storage settings) gets the current indexes
-    and settings and keeps its rows."""
+    per-call pending index instead of the pending key, no fillfactor) gets the current indexes and
+    keeps its rows."""
     self.cluster.psql(
         "DROP INDEX IF EXISTS integration_cache_outbox_dial_delivered;"
         " DROP INDEX integration_cache_outbox_created;"
@@ -303,7 +303,7 @@ class FreshnessTest(IntegrationTestCase):
         " (unique_id, target, id) WHERE state = 'pending';"
         " CREATE INDEX integration_cache_outbox_created ON integration_cache_outbox (created_at);"
         " CREATE INDEX integration_cache_outbox_call ON integration_cache_outbox (unique_id, target);"
-        " ALTER TABLE integration_cache_outbox RESET (fillfactor, vacuum_truncate);"
+        " ALTER TABLE integration_cache_outbox RESET (fillfactor);"
         " INSERT INTO integration_cache_outbox (event_id, enterprise_number, unique_id, event_type,"
         " target, payload) VALUES ('upgrade-test', '0101', 'u.1', 'dial', 'ms', '{}')")
     rows = self.cluster.psql("SELECT count(*) FROM integration_cache_outbox")
@@ -326,8 +326,7 @@ class FreshnessTest(IntegrationTestCase):
                   indexes["integration_cache_outbox_dial_delivered"])
     self.assertEqual(
         self.cluster.psql("SELECT reloptions::text FROM pg_class"
-                          " WHERE relname = 'integration_cache_outbox'"),
-        "{fillfactor=70,vacuum_truncate=false}")
+                          " WHERE relname = 'integration_cache_outbox'"), "{fillfactor=70}")
     self.assertEqual(self.cluster.psql("SELECT count(*) FROM integration_cache_outbox"), rows)
     self.cluster.psql("DELETE FROM integration_cache_outbox WHERE event_id = 'upgrade-test'")
 

@@ -51,17 +51,11 @@ CREATE TABLE IF NOT EXISTS integration_cache_outbox (
     created_at timestamptz NOT NULL DEFAULT now(),
     delivered_at timestamptz,
     UNIQUE (event_id, target)
-) WITH (fillfactor = 70, vacuum_truncate = false);
+) WITH (fillfactor = 70);
 -- Every row is updated twice (claimed, then marked). Free room on its page lets the claim, which
 -- touches no indexed column, stay a heap-only update instead of adding six index entries; tables
 -- created before this setting get it here (it applies to pages filled from now on).
--- The outbox is a queue: retention empties it, the next busy hour fills it again. Vacuum keeps the
--- emptied pages for that hour instead of cutting them off the end of the file. Cutting needs an
--- ACCESS EXCLUSIVE lock, which the intake's INSERTs and the claims would queue behind, and a table
--- that grows again has PostgreSQL 15 write every new block as zeros first: at 25 connections,
--- 100-130 MB of the page cache stayed dirty while the outbox grew, 4-34 MB while it filled free
--- pages (docs/PERFORMANCE-NOTES.md, section 14). The file keeps the size of the busiest hour.
-ALTER TABLE integration_cache_outbox SET (fillfactor = 70, vacuum_truncate = false);
+ALTER TABLE integration_cache_outbox SET (fillfactor = 70);
 -- Claims walk a target's pending rows in id order and, per row, look up the earliest pending row
 -- of the same call and target: both are index probes on these partial indexes, so a claim costs
 -- the same with ten or a million rows waiting. The per-call lookup goes by the row's pending key,
