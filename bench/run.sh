@@ -575,9 +575,10 @@ for n in $GROWTH_SIZES; do
   # waited for a core can be told apart: the client's wait (this probe shares the two cores with
   # the refresh's PostgreSQL backend and the service's I/O thread) or the service's
   for kind in default short; do
+    slice=()
+    [ "$kind" = default ] || slice=(--slice-us 100)
     python3 "$here/probe.py" refresh-stream --url "http://127.0.0.1:$gport" --paths "$tmp/paths-growth-$n.txt" \
-      $([ "$kind" = short ] && echo --slice-us 100) \
-      >"$tmp/growth-stream-$kind-$n.json" 2>"$tmp/growth-stream-$kind-$n.err" ||
+      "${slice[@]}" >"$tmp/growth-stream-$kind-$n.json" 2>"$tmp/growth-stream-$kind-$n.err" ||
       log "  refresh-stream probe ($kind) failed: $(tail -n 1 "$tmp/growth-stream-$kind-$n.err")"
   done
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$served" "$raw" "$ms_list" "${entries:--}" \
