@@ -823,7 +823,10 @@ def median_of(csv):
   return statistics.median(xs) if xs else None
 
 
-SHORT_SLICE_NS = 100000  # the slice bench/run.sh asks for in the second refresh-stream run
+def granted_slice_ms(stream):
+  """The time slice a refresh-stream probe asked for (--slice-us) in ms, if the kernel gave it."""
+  us = stream.get("slice_us")
+  return us / 1000.0 if us and stream.get("slice_ns") == us * 1000 else None
 
 
 def stream_cell(during):
@@ -868,8 +871,8 @@ def growth_section(d, meta):
             "bench/probe.py sends `GET /integrations/{n}` in a loop on one keep-alive connection "
             "(rotating over all N) while one more refresh runs on a second connection; *GETs "
             "during refresh* are those that overlapped it (Python client; a GET costs ~0.1 ms). "
-            "The probe runs twice: as any process, and then asking the kernel for a 0.1 ms time "
-            "slice (`--slice-us 100`; Linux 6.12 and later), so that it runs as soon as it wakes "
+            "The probe runs twice: as any process, and then asking the kernel for a short time "
+            "slice (`--slice-us`; Linux 6.12 and later), so that it runs as soon as it wakes "
             "instead of waiting for the next scheduler tick behind PostgreSQL's refresh backend "
             "and the service's I/O thread, which hold both cores: what the second run still shows "
             "over 5 ms is time the service's side took (its HTTP thread's own wait for a core "
@@ -886,6 +889,7 @@ def growth_section(d, meta):
     during = st.get("during") or {}
     sh = x["short"]
     sh_during = sh.get("during") or {}
+    sh_ms = granted_slice_ms(sh)
     rf = st.get("refresh") or {}
     ratio = x["rss"] / x["raw"] if x["raw"] else None
     anon_ratio = x["anon"] / x["raw"] if x["raw"] and x["anon"] else None
@@ -897,8 +901,9 @@ def growth_section(d, meta):
       "%.1f MB" % (x["hwm"] / 1e6), "%.1f MB" % (x["raw"] / 1e6),
       "%.2f" % ratio if ratio else "-", "%.2f" % anon_ratio if anon_ratio else "-",
       stream_cell(during),
-      stream_cell(sh_during) if sh.get("slice_ns") == SHORT_SLICE_NS else
-      "not measured (the kernel gave the probe no 0.1 ms slice)" if sh else "-",
+      "%s (slice %g ms)" % (stream_cell(sh_during), sh_ms) if sh_ms else
+      "not measured (the kernel gave the probe no slice of %g ms)" % (sh.get("slice_us", 0) / 1000.0)
+      if sh else "-",
       "%s ms" % rf.get("duration_ms", "-") if "duration_ms" in rf else rf.get("error", "-"),
       st.get("non200", "-"),
     ])
@@ -916,10 +921,9 @@ def growth_section(d, meta):
                       "{} of {} GETs over 5 ms{})".format(
                         x["n"], met(ok), fmt_ms(during["max_ms"]), fmt_ms(during["p99_ms"]),
                         during.get("over_5ms", "-"), during["count"],
-                        "" if ok or sh.get("slice_ns") != SHORT_SLICE_NS
-                        or sh_during.get("max_ms") is None else
-                        "; with the probe on a 0.1 ms slice, {} of {}, max {}".format(
-                          sh_during.get("over_5ms", "-"), sh_during["count"],
+                        "" if ok or not sh_ms or sh_during.get("max_ms") is None else
+                        "; with the probe on a {:g} ms slice, {} of {}, max {}".format(
+                          sh_ms, sh_during.get("over_5ms", "-"), sh_during["count"],
                           fmt_ms(sh_during["max_ms"]))))
     if ratio:
       ok = ratio <= RSS_RATIO
@@ -930,7 +934,7 @@ def growth_section(d, meta):
         % (x["rss"] / 1e6, x["file"] / 1e6, anon_ratio)))
   md.append(table(["enterprises", "refresh median (3 runs, ms)", "PostgreSQL alone", "VmRSS", "RssAnon", "RssFile",
                    "VmHWM (peak)", "raw JSON", "RSS / raw", "RssAnon / raw",
-                   "GETs during refresh: p99 / max", "same, probe on a 0.1 ms slice",
+                   "GETs during refresh: p99 / max", "same, probe on a short slice",
                    "refresh (stream run)", "non-200"], rows))
   md.append("")
   md.append("Targets: full refresh of 10,000 / 100,000 enterprises < 150 ms / < 1.5 s, no request "
