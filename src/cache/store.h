@@ -57,6 +57,11 @@ void cache_table_add(struct cache_table *t, struct cache_entry *e); /* takes the
 /* A token of an enterprise that has no entry (not served). */
 void cache_table_add_token(struct cache_table *t, const char *token, const char *number);
 void cache_table_free(struct cache_table *t); /* discard an unused table */
+/* A refresh sent at `since_seq` is building a new table: from now on the store records what is
+ * put, so that cache_swap(.., since_seq) carries those entries over without walking every entry
+ * of the old table. cache_carry_stop drops the record (the refresh failed). */
+void cache_carry_from(struct cache_store *s, uint64_t since_seq);
+void cache_carry_stop(struct cache_store *s);
 /* Publishes `t` as the current table. Entries of the old table loaded after `since_seq` (that is,
  * by a load sent after the refresh query) are carried over, since they are newer than the
  * refresh's rows. The old table is released by the store's reaper thread after a grace period,

@@ -30,6 +30,8 @@ struct pg_conn {
     bool watching;
     struct io_timer retry;    /* DOWN -> CONNECTING */
     struct io_timer deadline; /* connect or query deadline */
+    struct io_timer more;     /* rows left from the last read: handed over on the next turn */
+    bool held;                /* ... and until then the socket is not read */
     double backoff;
     double connect_deadline;
     bool ever_ready, logged_down, closing;
@@ -44,6 +46,12 @@ struct pg_conn {
 
 static void on_socket(struct io_loop *loop, int fd, uint32_t events, void *ctx);
 static void pump(struct pg_conn *c);
+
+/* One turn of the I/O thread hands over a connection's rows for at most this long; rows still in
+ * libpq's buffer wait for the next turn, after the other sockets and timers. A full refresh of
+ * 100,000 rows otherwise held the thread for up to 35 ms per read, and every miss, notification
+ * and dispatch write waiting behind it (docs/PERFORMANCE-NOTES.md, section 15). */
+#define PG_ROWS_TURN 0.001
 
 #define CONN_OF(timer, field) ((struct pg_conn *)((char *)(timer)-offsetof(struct pg_conn, field)))
 
@@ -102,6 +110,8 @@ static void conn_fail(struct pg_conn *c, const char *why)
     c->preparing = false;
     c->nprepared = 0; /* a new session knows none of them */
     io_timer_disarm(c->loop, &c->deadline);
+    io_timer_disarm(c->loop, &c->more);
+    c->held = false;
     double delay = c->backoff * (0.5 + 0.5 * rand_unit());
     io_timer_arm(c->loop, &c->retry, delay);
     c->backoff = c->backoff * 2 > c->cfg.backoff_max ? c->cfg.backoff_max : c->backoff * 2;
@@ -278,9 +288,12 @@ static void deliver_notifies(struct pg_conn *c)
     }
 }
 
-/* Hands over every complete result; returns when libpq needs more input. */
+/* Hands over every complete result; returns when libpq needs more input, or when rows have
+ * taken this turn's time (then `held`: the rest follow from the `more` timer). */
 static void read_results(struct pg_conn *c)
 {
+    double until = time_mono_now() + PG_ROWS_TURN;
+    c->held = false;
     while (c->state == PG_READY && c->current && !PQisBusy(c->pg)) {
         PGresult *res = PQgetResult(c->pg);
         struct pg_query *q = c->current;
@@ -313,10 +326,16 @@ static void read_results(struct pg_conn *c)
         if (PQresultStatus(res) == PGRES_SINGLE_TUPLE) {
             /* a streaming query is timed on progress, not on its total length: a refresh of
              * many rows may take longer than the timeout and still be healthy */
-            q->deadline = time_mono_now() + c->cfg.timeout;
+            double now = time_mono_now();
+            q->deadline = now + c->cfg.timeout;
             if (q->on_row)
                 q->on_row(q, res);
             PQclear(res);
+            if (now >= until) {
+                c->held = true;
+                io_timer_arm(c->loop, &c->more, 0);
+                return;
+            }
         } else {
             PQclear(c->last);
             c->last = res;
@@ -338,7 +357,9 @@ static void on_socket(struct io_loop *loop, int fd, uint32_t events, void *ctx)
         if (c->state != PG_READY)
             return;
     }
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    /* while held, what arrives waits in the socket: a backlog that the turns have not taken stays
+     * under TCP's flow control instead of growing libpq's buffer */
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->held) {
         if (!PQconsumeInput(c->pg)) {
             char why[256];
             snprintf(why, sizeof why, "%s", PQerrorMessage(c->pg));
@@ -346,6 +367,16 @@ static void on_socket(struct io_loop *loop, int fd, uint32_t events, void *ctx)
             conn_fail(c, why[0] ? why : "connection closed");
             return;
         }
+        read_results(c);
+        deliver_notifies(c);
+    }
+}
+
+static void on_more(struct io_loop *loop, struct io_timer *t)
+{
+    (void)loop;
+    struct pg_conn *c = CONN_OF(t, more);
+    if (c->held && c->state == PG_READY) {
         read_results(c);
         deliver_notifies(c);
     }
@@ -406,6 +437,7 @@ struct pg_conn *pg_conn_new(struct io_loop *loop, const struct pg_conn_config *c
     c->backoff = cfg->backoff_min;
     c->retry.fn = on_retry;
     c->deadline.fn = on_deadline;
+    c->more.fn = on_more;
     return c;
 }
 

@@ -81,6 +81,7 @@ static void refresh_done(struct pg_query *q, const PGresult *res, const char *er
     if (error || PQresultStatus(res) != PGRES_TUPLES_OK) {
         cache_table_free(r->table);
         r->table = NULL;
+        cache_carry_stop(l->store);
         r->owed = true;
         STAT_INC(l->stats, refresh_failures);
         STAT_INC(l->stats, database_errors);
@@ -134,6 +135,7 @@ void refresh_start(struct loader *l, struct loader_request *waiter)
     r->again = false;
     r->table = NULL; /* sized once the row count is known (count_done) */
     r->seq = ++l->seq;
+    cache_carry_from(l->store, r->seq);
     r->skipped = 0;
     r->problems = 0;
     r->clock = entry_clock_at(time_real_now(), time_mono_now(), l->set->ttl);
@@ -169,5 +171,6 @@ void refresh_abort(struct loader *l)
     if (l->refresh.table)
         cache_table_free(l->refresh.table);
     l->refresh.table = NULL;
+    cache_carry_stop(l->store);
     answer(l, 503, "refresh failed: shutting down", 0, 0);
 }

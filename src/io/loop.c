@@ -140,21 +140,23 @@ void io_loop_stop(struct io_loop *loop)
         ;
 }
 
-/* Fires every due timer; returns the milliseconds until the next one (-1: none). */
+/* Fires every timer that was due when called; returns the milliseconds until the next one (-1:
+ * none, 0: one is due already). A timer armed meanwhile, even with no delay, waits for the next
+ * call, after one look at the sockets: work cut into turns (pgconn.c) re-arms itself that way. */
 static int run_timers(struct io_loop *loop)
 {
-    double now = time_mono_now();
+    const double start = time_mono_now();
     for (;;) {
         struct io_timer *due = NULL;
         for (struct io_timer *t = loop->timers; t; t = t->next)
-            if (t->due <= now && (!due || t->due < due->due))
+            if (t->due <= start && (!due || t->due < due->due))
                 due = t;
         if (!due)
             break;
         io_timer_disarm(loop, due);
         due->fn(loop, due); /* may re-arm any timer, this one included */
-        now = time_mono_now();
     }
+    double now = time_mono_now();
     double next = -1;
     for (struct io_timer *t = loop->timers; t; t = t->next)
         if (next < 0 || t->due < next)

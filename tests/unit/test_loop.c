@@ -1,7 +1,8 @@
 /*
  * Unit tests for src/io/loop: a watch deleted by a callback gets no event from the batch being
- * dispatched (its owner may free it at once: libcurl drops sockets that way), timers fire, and
- * posted tasks run on the loop.
+ * dispatched (its owner may free it at once: libcurl drops sockets that way), timers fire, posted
+ * tasks run on the loop, and a timer that re-arms itself with no delay lets the sockets have a turn
+ * between its runs.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -96,11 +97,61 @@ static void test_timer_fires_and_posted_task_runs(void **state)
     io_loop_free(loop);
 }
 
+/* A timer that re-arms itself with no delay (work cut into turns, as pgconn.c hands over rows),
+ * and a socket that is readable all along: the log records who ran in which order. */
+struct turns {
+    struct io_timer timer;
+    struct io_watch watch;
+    char log[16];
+    int n;
+};
+
+static void turn_timer(struct io_loop *loop, struct io_timer *t)
+{
+    struct turns *tu = (struct turns *)t; /* the timer is the first member */
+    tu->log[tu->n++] = 'T';
+    if (tu->n < 8)
+        io_timer_arm(loop, t, 0);
+    else
+        io_loop_stop(loop);
+}
+
+static void turn_socket(struct io_loop *loop, int fd, uint32_t events, void *ctx)
+{
+    (void)loop, (void)fd, (void)events;
+    struct turns *tu = ctx;
+    if (tu->n < 15)
+        tu->log[tu->n++] = 'S'; /* left readable: level-triggered, it comes back every turn */
+}
+
+static void test_rearmed_timer_lets_sockets_in(void **state)
+{
+    (void)state;
+    struct io_loop *loop = io_loop_new();
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    struct turns tu = {.timer = {.fn = turn_timer}};
+    tu.watch = (struct io_watch){.fd = fds[0], .events = EPOLLIN, .fn = turn_socket, .ctx = &tu};
+    io_timer_arm(loop, &tu.timer, 0);
+    assert_int_equal(io_watch_add(loop, &tu.watch), 0);
+    io_loop_run(loop);
+    /* the first run comes before the first wait; then socket and timer take turns (before, the
+     * timer ran again and again within one pass and the socket waited for all of them) */
+    assert_string_equal(tu.log, "TSTSTSTST");
+    io_watch_del(loop, &tu.watch);
+    io_timer_disarm(loop, &tu.timer);
+    close(fds[0]);
+    close(fds[1]);
+    io_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deleted_watch_gets_no_event_of_the_batch),
         cmocka_unit_test(test_timer_fires_and_posted_task_runs),
+        cmocka_unit_test(test_rearmed_timer_lets_sockets_in),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -251,11 +251,14 @@ static void test_foreach(void **state)
     cache_store_free(s);
 }
 
-static void test_swap(void **state)
+/* The same outcome whether the swap finds what to carry by walking the old table (no record) or
+ * from the record that cache_carry_from started. */
+static void swap_scenario(bool recorded)
 {
-    (void)state;
     struct cache_store *s = cache_store_new();
     /* the refresh query was sent at seq 10; its rows carry seq 10 */
+    if (recorded)
+        cache_carry_from(s, 10);
     cache_put(s, pos("A", 3, 90));  /* older than the refresh: replaced by its row */
     cache_put(s, pos("B", 12, 90)); /* loaded after the refresh was sent: carried, wins */
     cache_put(s, pos("C", 15, 90)); /* newer and not in the refresh: carried */
@@ -306,6 +309,80 @@ static void test_swap(void **state)
     cache_foreach(s, collect, &v);
     assert_int_equal(v.n, 4);
     assert_true(visited(&v, "A") && visited(&v, "B") && visited(&v, "E") && visited(&v, "X"));
+    cache_store_free(s);
+}
+
+static void test_swap(void **state)
+{
+    (void)state;
+    swap_scenario(false);
+}
+
+static void test_swap_recorded(void **state)
+{
+    (void)state;
+    swap_scenario(true);
+}
+
+static void test_swap_recorded_follows_later_writes(void **state)
+{
+    (void)state;
+    /* an entry on record is carried only while it is still the old table's */
+    struct cache_store *s = cache_store_new();
+    cache_carry_from(s, 10);
+    struct cache_entry *b1 = pos("B", 12, 90);
+    cache_put(s, b1);
+    cache_put(s, pos("B", 14, 90)); /* replaced: the newer one is carried */
+    cache_put(s, pos("C", 15, 90));
+    cache_remove(s, "C");            /* invalidated after its load: not carried */
+    cache_put(s, pos("D", 16, 1.0)); /* expired and swept: not carried */
+    cache_put(s, pos("E", 17, 90));
+    cache_put(s, pos("E", 11, 90)); /* older than E's entry: dropped, not on record */
+    assert_int_equal(cache_sweep(s, 2.0), 1);
+    struct cache_table *t = cache_table_new(4);
+    cache_table_add(t, pos("C", 10, 90));
+    assert_int_equal(cache_swap(s, t, 10), 3); /* B, C (the refresh's), E */
+    assert_int_equal(seq_of(s, "B"), 14);
+    assert_int_equal(seq_of(s, "C"), 10);
+    assert_int_equal(seq_of(s, "D"), 0);
+    assert_int_equal(seq_of(s, "E"), 17);
+    cache_store_free(s);
+}
+
+static void test_swap_record_overflow_walks(void **state)
+{
+    (void)state;
+    /* more loads during one refresh than the record holds: the swap still carries every one */
+    enum { N = 70000 };
+    struct cache_store *s = cache_store_new();
+    cache_carry_from(s, 10);
+    char number[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(number, sizeof number, "%d", 100000 + i);
+        cache_put(s, neg(number, 11 + (uint64_t)i, 90));
+    }
+    assert_int_equal(cache_swap(s, cache_table_new(N), 10), 0); /* all negative */
+    assert_int_equal(seq_of(s, "100000"), 11);
+    assert_int_equal(seq_of(s, "169999"), 11 + N - 1);
+    struct cache_entry *last = cache_get_ref(s, "169999");
+    assert_non_null(last);
+    entry_unref(last);
+    cache_store_free(s);
+}
+
+static void test_swap_record_stopped(void **state)
+{
+    (void)state;
+    /* a failed refresh drops the record (and its references); the next swap walks */
+    struct cache_store *s = cache_store_new();
+    cache_carry_from(s, 10);
+    struct cache_entry *b = pos("B", 12, 90);
+    cache_put(s, b);
+    assert_int_equal(refs(b), 2); /* the table and the record */
+    cache_carry_stop(s);
+    assert_int_equal(refs(b), 1);
+    assert_int_equal(cache_swap(s, cache_table_new(0), 10), 1);
+    assert_int_equal(seq_of(s, "B"), 12);
     cache_store_free(s);
 }
 
@@ -453,6 +530,10 @@ int main(void)
         cmocka_unit_test(test_count_positive_only),
         cmocka_unit_test(test_foreach),
         cmocka_unit_test(test_swap),
+        cmocka_unit_test(test_swap_recorded),
+        cmocka_unit_test(test_swap_recorded_follows_later_writes),
+        cmocka_unit_test(test_swap_record_overflow_walks),
+        cmocka_unit_test(test_swap_record_stopped),
         cmocka_unit_test(test_swap_carried_entry_shared),
         cmocka_unit_test(test_swap_newer_table_entry_wins),
         cmocka_unit_test(test_table_free_unused),
