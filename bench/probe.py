@@ -13,8 +13,8 @@
     POST. With --slice-us, the probe first asks the kernel for a time slice of N µs
     (sched_setattr's sched_runtime for a normal task, Linux 6.12 and later): a task with a short
     slice runs as soon as it wakes instead of waiting up to a scheduler tick for a core that
-    PostgreSQL's refresh backend and the service's I/O thread hold. `slice_ns` in the output is
-    the slice the kernel reports for the probe (/proc/self/sched), null where it reports none.
+    PostgreSQL's refresh backend and the service's refresh thread hold. `slice_ns` in the output
+    is the slice the kernel reports for the probe (/proc/self/sched), null where it reports none.
 
 A GET's latency is request sent to body read (http.client), so it includes the client's own
 Python overhead of some tens of µs.

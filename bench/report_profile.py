@@ -118,7 +118,8 @@ def hits_part(d, meta, clk_tck):
 SERVICE_THREADS = {
   "postgres-backend": "PostgreSQL: the refresh's backend (its process that worked most)",
   "postgres-other": "PostgreSQL: its other processes",
-  "integration_cac": "service: I/O thread (reads the rows, builds the entries)",
+  "ic-refresh": "service: refresh thread (reads the rows, builds the entries)",
+  "integration_cac": "service: I/O thread (swaps the new table in)",
   "ic-reaper": "service: reaper thread (frees the replaced table)",
   "MHD-single": "service: HTTP threads",
 }
@@ -143,18 +144,18 @@ def refresh_part(d, clk_tck):
     label = SERVICE_THREADS.get(who, "service: " + who)
     rows.append((label, "%.0f" % ms))
   pg, _ = top_functions(samples, lambda r: r[1] == "postgres")
-  io, _ = top_functions(samples, lambda r: r[1] == "integration_cac")
+  io, _ = top_functions(samples, lambda r: r[1] == "ic-refresh")
   md = ["### Full refresh of %s enterprises: who works while it runs" % "{:,}".format(int(n)), ""]
   md.append("Three more `POST /cache/refresh` on the cost-growth service of that size, sampled "
             "by perf together with every process of the cluster; CPU from `/proc`, per refresh "
-            "(median wall time of the three: %.1f ms). The service reads the rows in "
-            "single-row mode and builds each entry as its row arrives, so its work overlaps "
+            "(median wall time of the three: %.1f ms). The service's refresh thread reads the "
+            "rows in single-row mode and builds each entry as its row arrives, so its work overlaps "
             "PostgreSQL's; the refresh cannot end before PostgreSQL's backend has turned every "
             "config from jsonb into text and sent it." % statistics.median(walls))
   md.append("")
   md.append(table(["who", "CPU ms per refresh"], rows))
   md.append("")
-  md.append(side_by_side(pg, io, ("PostgreSQL", "service I/O thread")))
+  md.append(side_by_side(pg, io, ("PostgreSQL", "service refresh thread")))
   md.append("")
   return md
 

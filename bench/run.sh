@@ -573,7 +573,7 @@ for n in $GROWTH_SIZES; do
   fi
   # twice: the probe as any process, then asking for a 0.1 ms time slice, so that a GET that
   # waited for a core can be told apart: the client's wait (this probe shares the two cores with
-  # the refresh's PostgreSQL backend and the service's I/O thread) or the service's
+  # the refresh's PostgreSQL backend and the service's refresh thread) or the service's
   for kind in default short; do
     slice=()
     [ "$kind" = default ] || slice=(--slice-us 100)

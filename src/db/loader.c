@@ -293,16 +293,7 @@ static void query_state(struct pg_conn *c, enum pg_state state, void *ctx)
     }
 }
 
-/* A refresh that failed because `bulk` was down runs as soon as it is back. */
-static void bulk_state(struct pg_conn *c, enum pg_state state, void *ctx)
-{
-    struct loader *l = ctx;
-    if (state == PG_READY && l->refresh.owed && !l->refresh.running)
-        refresh_start(l, NULL);
-}
-
 static const struct pg_conn_ops query_ops = {.on_state = query_state};
-static const struct pg_conn_ops bulk_ops = {.on_state = bulk_state};
 
 struct loader *loader_new(struct io_loop *loop, const struct settings *set,
                           struct cache_store *store, struct stats *stats)
@@ -314,8 +305,6 @@ struct loader *loader_new(struct io_loop *loop, const struct settings *set,
     l->stats = stats;
     struct pg_conn_config cfg = pg_conn_config_for(set, "query", false);
     l->query = pg_conn_new(loop, &cfg, &query_ops, l);
-    cfg = pg_conn_config_for(set, "bulk", true);
-    l->bulk = pg_conn_new(loop, &cfg, &bulk_ops, l);
     cfg = pg_conn_config_for(set, "listener", false);
     l->listener = pg_conn_new(loop, &cfg, &listener_ops, l);
     l->sweep_timer.fn = on_sweep;
@@ -328,7 +317,7 @@ struct loader *loader_new(struct io_loop *loop, const struct settings *set,
 void loader_start(struct loader *l)
 {
     pg_conn_start(l->query);
-    pg_conn_start(l->bulk);
+    l->worker = refresh_worker_start(l->set, l->loop, refresh_bulk_ready, l);
     pg_conn_start(l->listener); /* once listening, it starts the first full refresh */
     io_timer_arm(l->loop, &l->sweep_timer, l->set->cleanup_interval);
 }
@@ -340,7 +329,6 @@ void loader_free(struct loader *l)
     /* freeing a connection fails its queries, which answers every waiting request */
     pg_conn_free(l->listener);
     pg_conn_free(l->query);
-    pg_conn_free(l->bulk);
     refresh_abort(l);
     io_timer_disarm(l->loop, &l->sweep_timer);
     io_timer_disarm(l->loop, &l->refresh_timer);

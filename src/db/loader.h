@@ -2,8 +2,9 @@
  * Keeps the cache in step with PostgreSQL: one-enterprise loads for misses and notifications
  * (concurrent loads of one enterprise share a query), the full refresh at start-up, on a timer and
  * on request, writes from PUT /config, LISTEN/NOTIFY with a self-heartbeat, and the expiry sweep.
- * It owns three libpq connections on the I/O loop: `query` (point loads and writes, in order),
- * `bulk` (full refreshes, so a long refresh never delays a miss) and `listener`.
+ * It owns three libpq connections: `query` (point loads and writes, in order) and `listener` on
+ * the I/O loop, and `bulk` (full refreshes, so a long refresh never delays a miss) on the refresh
+ * worker's thread, which builds the new table there at a lower CPU priority.
  *
  * Other threads talk to it only through loader_submit: they fill a loader_request, and its `done`
  * callback runs later on the I/O thread with the outcome filled in.

@@ -9,22 +9,18 @@
 
 #include "db/loader.h"
 #include "db/pgconn.h"
+#include "db/refresh_worker.h"
 
 #define PENDING_BUCKETS 256
 
 struct pending_load; /* loader.c */
 
 struct refresh_state {
-    bool running;
-    bool owed;  /* the last attempt failed: run again once `bulk` is back */
-    bool again; /* asked for while running, by someone who needs a newer snapshot */
-    struct cache_table *table;
-    uint64_t seq;
-    struct entry_clock clock;
-    size_t skipped;
-    unsigned problems;
+    bool running; /* `job` is out, on the refresh worker or the query connection */
+    bool owed;    /* the last attempt failed: run again once `bulk` is back */
+    bool again;   /* asked for while running, by someone who needs a newer snapshot */
+    struct refresh_job job;
     struct loader_request *waiters;
-    struct pg_query q, count_q;
     double backoff;
 };
 
@@ -33,8 +29,9 @@ struct loader {
     const struct settings *set;
     struct cache_store *store;
     struct stats *stats;
-    struct pg_conn *query, *bulk, *listener;
-    uint64_t seq; /* bumped for every load sent; entries remember theirs */
+    struct pg_conn *query, *listener;
+    struct refresh_worker *worker; /* owns the `bulk` connection */
+    uint64_t seq;                  /* bumped for every load sent; entries remember theirs */
     struct pending_load *pending[PENDING_BUCKETS];
     struct refresh_state refresh;
     struct io_timer refresh_timer, sweep_timer, heartbeat_timer, heartbeat_deadline;
@@ -58,7 +55,10 @@ void loader_finish(struct loader_request *r, int status, const char *error);
 /* refresh.c */
 void refresh_start(struct loader *l, struct loader_request *waiter);
 void refresh_schedule(struct loader *l, double delay);
+/* Stops the refresh worker and answers whoever still waits for a refresh. */
 void refresh_abort(struct loader *l);
+/* The refresh worker's bulk connection became ready (a loader* as ctx). */
+void refresh_bulk_ready(void *ctx);
 
 /* listener.c */
 void listener_init(struct loader *l);

@@ -6,6 +6,7 @@ concurrent misses all succeed, and `migrate` is idempotent.
 One cluster for the class; every test resets the table and starts its own service.
 """
 
+import os
 import re
 import threading
 import time
@@ -217,6 +218,40 @@ class FreshnessTest(IntegrationTestCase):
     self.assertEqual(svc.get("/integrations/0101").status, 404)
     self.assertEqual(set(svc.get("/cache/entries").body), {"0102", "0103", "0170"})
     self.assertIn("Cache refreshed: 3 entries in ", svc.log_text())
+
+  def test_full_refresh_runs_on_its_own_lower_priority_thread(self):
+    # the rows of a full refresh become entries on `ic-refresh` (nice 10), not on the I/O thread
+    # that answers misses and notifications; the main thread is the I/O thread
+    filler = "x" * 1500
+    self.cluster.psql(
+      "INSERT INTO enterprises (number, active, integrations_config) "
+      "SELECT (5000 + g)::text, true, jsonb_build_object('retailcrm', jsonb_build_object("
+      "'enabled', true, 'note', '%s' || g)) FROM generate_series(1, 4000) g" % filler)
+    svc = self.start()
+    threads = {}
+    for tid in os.listdir("/proc/%d/task" % svc.proc.pid):
+      with open("/proc/%d/task/%s/comm" % (svc.proc.pid, tid)) as f:
+        threads.setdefault(f.read().strip(), []).append(tid)
+    self.assertIn("ic-refresh", threads, "threads: %s" % sorted(threads))
+    worker = threads["ic-refresh"][0]
+
+    def stat(tid):
+      with open("/proc/%d/task/%s/stat" % (svc.proc.pid, tid)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+      return int(fields[11]) + int(fields[12]), int(fields[16])  # utime + stime, nice
+
+    self.assertEqual(stat(worker)[1], 10)
+    self.assertEqual(stat(str(svc.proc.pid))[1], 0)
+    before = stat(worker)[0], stat(str(svc.proc.pid))[0]
+    for _ in range(8):
+      r = svc.post("/cache/refresh", timeout=30)
+      self.assertEqual((r.status, r.body.get("entries")), (200, 4003), r.body)
+    after = stat(worker)[0], stat(str(svc.proc.pid))[0]
+    worker_ticks, io_ticks = after[0] - before[0], after[1] - before[1]
+    self.assertGreater(worker_ticks, io_ticks,
+                       "CPU ticks over 8 refreshes: refresh thread %d, I/O thread %d" %
+                       (worker_ticks, io_ticks))
+    self.assertEqual(len(svc.get("/config/5042").body["integrations"]["retailcrm"]["note"]), 1502)
 
   def test_negative_entry_dropped_by_notification(self):
     svc = self.start()

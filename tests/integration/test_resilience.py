@@ -180,6 +180,26 @@ class ResilienceTest(IntegrationTestCase):
     self.assertEqual(svc.get("/integrations/0101").status, 200)
     svc.stop()
 
+  def test_refresh_while_bulk_reconnects_uses_the_query_connection(self):
+    # the refresh worker's `bulk` connection is lost and waits a long backoff; a refresh asked for
+    # meanwhile runs on the `query` connection instead of failing
+    svc = self.start_service("--reconnect-min", "60", "--reconnect-max", "120", db=self.db())
+    self.assertEqual(svc.get("/integrations/0101").status, 200)
+    killed = self.cluster.psql(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+      " WHERE backend_type = 'client backend' AND query LIKE '%FROM enterprises) e '")
+    self.assertEqual(killed, "1", "the bulk connection's backend (its last statement the refresh)")
+    wait_until(lambda: "database connection 'bulk' lost" in svc.log_text(), 10, interval=0.1,
+               message="the service noticed that bulk was lost")
+    self.cluster.psql("SET session_replication_role = replica;\n"
+                      "UPDATE enterprises SET active = false WHERE number = '0101';")
+    r = svc.post("/cache/refresh", timeout=30)
+    self.assertEqual(r.status, 200, r.body)
+    self.assertEqual(svc.get("/integrations/0101").status, 404)
+    self.assertEqual(svc.stats()["refresh_failures"], 0)
+    svc.stop()
+    self.assertNoSecret(svc)
+
   def test_listener_that_stops_delivering(self):
     # SPEC §5.3: connected yet silent (its backend frozen with SIGSTOP); only the heartbeat can
     # notice, and the service must then reconnect and resync
