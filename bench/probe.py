@@ -7,10 +7,12 @@
     from PostgreSQL. Paths rotate over FILE (one /integrations/{n} a line).
 
   probe.py refresh-stream --url http://127.0.0.1:PORT --paths FILE [--lead 0.3] [--slice-us N]
+                         [--service-pid PID] [--postgres-pid POSTMASTER_PID]
     GETs on one keep-alive connection in a tight loop while, on a second connection, one
     POST /cache/refresh runs (sent --lead s after the stream starts, from a child process); the
     latency of every GET that overlapped the refresh, its duration_ms and the wall time of the
-    POST. With --slice-us, the probe first asks the kernel for a time slice of N µs
+    POST, and (`cpu_during_s`) the CPU seconds that the probe, the service and the cluster used
+    from the POST's sending to its answer: what the cores were busy with meanwhile. With --slice-us, the probe first asks the kernel for a time slice of N µs
     (sched_setattr's sched_runtime for a normal task, Linux 6.12 and later): a task with a short
     slice runs as soon as it wakes instead of waiting up to a scheduler tick for a core that
     PostgreSQL's refresh backend and the service's refresh thread hold. `slice_ns` in the output
@@ -26,6 +28,7 @@ import http.client
 import json
 import math
 import multiprocessing
+import os
 import platform
 import struct
 import sys
@@ -116,15 +119,57 @@ def set_slice(us):
   return None
 
 
-def refresh_once(url, lead, out):
+def cpu_ticks(pid, children=False):
+  """utime + stime of a process in clock ticks (all its threads), with its exited children's
+  when asked (a PostgreSQL postmaster: backends that ended); None if it cannot be read."""
+  try:
+    with open("/proc/%d/stat" % pid, encoding="ascii") as f:
+      fields = f.read().rsplit(")", 1)[1].split()
+  except (OSError, IndexError):
+    return None
+  return sum(int(x) for x in fields[11:15 if children else 13])
+
+
+def children_of(ppid):
+  """Live child processes of ppid, from /proc."""
+  kids = []
+  for name in os.listdir("/proc"):
+    if name.isdigit():
+      try:
+        with open("/proc/%s/stat" % name, encoding="ascii", errors="replace") as f:
+          if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
+            kids.append(int(name))
+      except (OSError, IndexError, ValueError):
+        pass
+  return kids
+
+
+def cpu_snapshot(pids):
+  """Clock ticks of each watched process: {"probe", "service", "postgres"} (PostgreSQL: the
+  postmaster, its exited children and every live child)."""
+  snap = {"probe": cpu_ticks(os.getppid())}
+  if pids.get("service"):
+    snap["service"] = cpu_ticks(pids["service"])
+  if pids.get("postgres"):
+    pm = pids["postgres"]
+    total = cpu_ticks(pm, children=True)
+    for kid in children_of(pm):
+      total = None if total is None else total + (cpu_ticks(kid) or 0)
+    snap["postgres"] = total
+  return snap
+
+
+def refresh_once(url, lead, out, pids):
   """In a child process: waits `lead` s, sends POST /cache/refresh, and sends back through the
-  pipe `out` the window (time.monotonic() before and after, comparable across processes) and the
-  answer. A process rather than a thread, so that it never holds the GET loop's interpreter lock:
-  a thread did, and its 5 ms switch interval showed up as GETs of 5-7 ms."""
+  pipe `out` the window (time.monotonic() before and after, comparable across processes), the
+  answer, and the CPU seconds the probe, the service and PostgreSQL used within the window. A
+  process rather than a thread, so that it never holds the GET loop's interpreter lock: a thread
+  did, and its 5 ms switch interval showed up as GETs of 5-7 ms."""
   time.sleep(lead)
   result = {}
   c = connect(url)
   c.timeout = 120
+  before = cpu_snapshot(pids)
   start = time.monotonic()
   try:
     status, body = call(c, "POST", "/cache/refresh")
@@ -137,8 +182,12 @@ def refresh_once(url, lead, out):
   except (OSError, http.client.HTTPException) as e:
     end = time.monotonic()
     result["error"] = str(e)
+  after = cpu_snapshot(pids)
   c.close()
-  out.send((start, end, result))
+  tck = os.sysconf("SC_CLK_TCK")
+  cpu = {k: (after[k] - v) / tck for k, v in before.items()
+         if v is not None and after.get(k) is not None}
+  out.send((start, end, result, cpu))
   out.close()
 
 
@@ -147,7 +196,8 @@ def refresh_stream(args, paths):
   conn = connect(args.url)
   ctx = multiprocessing.get_context("fork")
   reader, writer = ctx.Pipe(duplex=False)
-  child = ctx.Process(target=refresh_once, args=(args.url, args.lead, writer))
+  pids = {"service": args.service_pid, "postgres": args.postgres_pid}
+  child = ctx.Process(target=refresh_once, args=(args.url, args.lead, writer, pids))
   child.start()
   writer.close()
   samples, non200, i, window = [], 0, 0, None
@@ -163,12 +213,12 @@ def refresh_stream(args, paths):
     if window is None and reader.poll():
       window = reader.recv()
   child.join()
-  start, end, result = window
+  start, end, result, cpu = window
   during = [(b - a) * 1000.0 for a, b in samples if b >= start and a <= end]
   outside = [(b - a) * 1000.0 for a, b in samples if b < start or a > end]
   out = {"refresh": result, "refresh_wall_ms": (end - start) * 1000.0, "non200": non200,
          "during": summary(during), "outside": summary(outside), "slice_us": args.slice_us,
-         "slice_ns": slice_ns}
+         "slice_ns": slice_ns, "cpu_during_s": cpu}
   return out
 
 
@@ -180,6 +230,10 @@ def main():
   ap.add_argument("--samples", type=int, default=1000)
   ap.add_argument("--lead", type=float, default=0.3)
   ap.add_argument("--slice-us", type=int, default=0)
+  ap.add_argument("--service-pid", type=int, default=0,
+                  help="refresh-stream: also report the service's CPU during the refresh")
+  ap.add_argument("--postgres-pid", type=int, default=0,
+                  help="refresh-stream: also report the cluster's CPU (its postmaster's pid)")
   args = ap.parse_args()
   with open(args.paths, encoding="utf-8") as f:
     paths = [l.strip() for l in f if l.strip()]

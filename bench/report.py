@@ -856,6 +856,19 @@ def read_growth(d):
   return out
 
 
+def cores_busy(stream, cores):
+  """What kept the cores busy while the probe's refresh ran (its cpu_during_s), as a clause: a GET
+  that waited for a core shows how much work they had."""
+  cpu = stream.get("cpu_during_s") or {}
+  wall = (stream.get("refresh_wall_ms") or 0) / 1000.0
+  if not wall or not all(k in cpu for k in ("probe", "postgres", "service")):
+    return ""
+  total = cpu["probe"] + cpu["postgres"] + cpu["service"]
+  return ("; in the refresh's %.2f s the probe used %.2f s of CPU, PostgreSQL %.2f s and the "
+          "service %.2f s: %.1f cores' worth of work on %s cores"
+          % (wall, cpu["probe"], cpu["postgres"], cpu["service"], total / wall, cores))
+
+
 def growth_section(d, meta):
   g = read_growth(d)
   md = ["## Cost growth: full refresh, memory, GETs during a refresh", ""]
@@ -877,7 +890,9 @@ def growth_section(d, meta):
             "and the service's refresh thread (at nice 10), which hold both cores: what the "
             "second run still shows over 5 ms is time the service's side took (its HTTP "
             "thread's own wait for a core included), not the client's wait "
-            "(docs/PERFORMANCE-NOTES.md, sections 14 and 15). "
+            "(docs/PERFORMANCE-NOTES.md, sections 14 and 15). Where a GET took longer, the "
+            "verdict also gives the CPU that the probe, PostgreSQL and the service used during "
+            "the refresh (from /proc, read by the probe as the refresh was sent and answered). "
             "*PostgreSQL alone* is the median of 3 `EXPLAIN (ANALYZE, TIMING OFF)` runs of the "
             "refresh's own statement (from src/db/queries.h, jit off as in the service's "
             "sessions): the time one backend needs to produce the rows (jsonb to text, "
@@ -919,13 +934,14 @@ def growth_section(d, meta):
     if during.get("max_ms") is not None:
       ok = during["max_ms"] <= REFRESH_GET_MS and not st.get("non200")
       verdicts.append("- {:,}: no GET slower than 5 ms during the refresh: {} (max {}, p99 {}, "
-                      "{} of {} GETs over 5 ms{})".format(
+                      "{} of {} GETs over 5 ms{}){}".format(
                         x["n"], met(ok), fmt_ms(during["max_ms"]), fmt_ms(during["p99_ms"]),
                         during.get("over_5ms", "-"), during["count"],
                         "" if ok or not sh_ms or sh_during.get("max_ms") is None else
                         "; with the probe on a {:g} ms slice, {} of {}, max {}".format(
                           sh_ms, sh_during.get("over_5ms", "-"), sh_during["count"],
-                          fmt_ms(sh_during["max_ms"]))))
+                          fmt_ms(sh_during["max_ms"])),
+                        "" if ok else cores_busy(st, meta.get("nproc", "?"))))
     if ratio:
       ok = ratio <= RSS_RATIO
       verdicts.append("- {:,}: RSS ≤ 2.5× raw JSON: {} ({:.2f}×{})".format(

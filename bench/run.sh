@@ -578,6 +578,7 @@ for n in $GROWTH_SIZES; do
     slice=()
     [ "$kind" = default ] || slice=(--slice-us 100)
     python3 "$here/probe.py" refresh-stream --url "http://127.0.0.1:$gport" --paths "$tmp/paths-growth-$n.txt" \
+      --service-pid "$svc_pid" --postgres-pid "$(head -n 1 "$tmp/pg/data/postmaster.pid")" \
       "${slice[@]}" >"$tmp/growth-stream-$kind-$n.json" 2>"$tmp/growth-stream-$kind-$n.err" ||
       log "  refresh-stream probe ($kind) failed: $(tail -n 1 "$tmp/growth-stream-$kind-$n.err")"
   done
