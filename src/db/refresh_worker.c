@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "db/queries.h"
+#include "util/container.h"
 #include "util/log.h"
 #include "util/params.h"
 #include "util/xalloc.h"
@@ -23,8 +24,7 @@ struct refresh_worker {
     pthread_t thread;
     struct io_loop *loop; /* the worker's own */
     struct pg_conn *bulk; /* on `loop` */
-    const struct settings *set;
-    atomic_bool lost; /* bulk was ready and is not now */
+    atomic_bool lost;     /* bulk was ready and is not now */
     /* bulk became ready: told to the home loop, one notice queued at a time */
     struct io_loop *home;
     struct io_task ready_task;
@@ -80,7 +80,7 @@ static void job_row(struct pg_query *q, const PGresult *row)
 static void job_home(struct io_loop *loop, struct io_task *task)
 {
     (void)loop;
-    struct refresh_job *job = (struct refresh_job *)task; /* the task is the first member */
+    struct refresh_job *job = container_of(task, struct refresh_job, task);
     job->done(job);
 }
 
@@ -118,7 +118,7 @@ void refresh_job_run_on(struct pg_conn *c, struct refresh_job *job)
 static void job_arrived(struct io_loop *loop, struct io_task *task)
 {
     (void)loop;
-    struct refresh_job *job = (struct refresh_job *)task;
+    struct refresh_job *job = container_of(task, struct refresh_job, task);
     refresh_job_run_on(job->worker->bulk, job);
 }
 
@@ -137,8 +137,7 @@ bool refresh_worker_lost(struct refresh_worker *w)
 static void ready_at_home(struct io_loop *loop, struct io_task *task)
 {
     (void)loop;
-    struct refresh_worker *w =
-        (struct refresh_worker *)((char *)task - offsetof(struct refresh_worker, ready_task));
+    struct refresh_worker *w = container_of(task, struct refresh_worker, ready_task);
     atomic_store(&w->ready_queued, false);
     w->on_ready(w->ctx);
 }
@@ -172,7 +171,6 @@ struct refresh_worker *refresh_worker_start(const struct settings *set, struct i
                                             void (*on_ready)(void *ctx), void *ctx)
 {
     struct refresh_worker *w = xcalloc(1, sizeof *w);
-    w->set = set;
     w->home = home;
     w->on_ready = on_ready;
     w->ctx = ctx;
